@@ -1,0 +1,90 @@
+import os
+
+import numpy as np
+import pytest
+
+from wespk.io.audio import AudioError, load_audio
+from wespk.io.embeddings import read_embeddings, write_embeddings
+from wespk.io.files import (DataFileError, atomic_output, read_kaldi_map, read_trials,
+                            utt2spk_to_spk2utt, write_kaldi_map)
+from tests.conftest import corpus_files
+
+
+def test_kaldi_map_round_trip_sorted(tmp_path):
+    path = tmp_path / "utt2spk"
+    write_kaldi_map(path, {"b_2": "b", "a_1": "a", "B_3": "B"})
+    assert path.read_text() == "B_3 B\na_1 a\nb_2 b\n"  # C-locale order
+    assert list(read_kaldi_map(path)) == ["B_3", "a_1", "b_2"]
+
+
+def test_duplicate_key_names_both_lines(tmp_path):
+    path = tmp_path / "wav.scp"
+    path.write_text("u1 /a.wav\nu2 /b.wav\nu1 /c.wav\n")
+    with pytest.raises(DataFileError, match=r"wav.scp:3: duplicate key 'u1' \(first on line 1\)"):
+        read_kaldi_map(path)
+    assert read_kaldi_map(path, allow_duplicates=True)["u1"] == "/a.wav"
+
+
+def test_malformed_line_and_trials(tmp_path):
+    path = tmp_path / "utt2spk"
+    path.write_text("u1 s1\nu2\n")
+    with pytest.raises(DataFileError, match="utt2spk:2: expected 'key value'"):
+        read_kaldi_map(path)
+    trials = tmp_path / "trials"
+    trials.write_text("a b target\nc d maybe\n")
+    with pytest.raises(DataFileError, match="trials:2: label must be"):
+        read_trials(trials)
+
+
+def test_spk2utt_inversion():
+    spk2utt = utt2spk_to_spk2utt({"s2_b": "s2", "s1_a": "s1", "s2_a": "s2"})
+    assert spk2utt == {"s1": ["s1_a"], "s2": ["s2_a", "s2_b"]}
+
+
+def test_atomic_output_keeps_old_content_on_failure(tmp_path):
+    path = tmp_path / "x.txt"
+    path.write_text("old\n")
+    with pytest.raises(RuntimeError):
+        with atomic_output(path) as f:
+            f.write("new partial")
+            raise RuntimeError("killed")
+    assert path.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["x.txt"]
+
+
+def test_embeddings_round_trip_readable_by_kaldiio(tmp_path):
+    import kaldiio
+    rng = np.random.default_rng(0)
+    items = [(f"utt{i}", rng.standard_normal(16).astype(np.float32)) for i in range(5)]
+    n = write_embeddings(tmp_path / "xvector.ark", tmp_path / "xvector.scp", items)
+    assert n == 5
+    keys, mat = read_embeddings(tmp_path / "xvector.scp")
+    assert keys == [k for k, _ in items]
+    np.testing.assert_array_equal(mat, np.stack([v for _, v in items]))
+    loaded = kaldiio.load_scp(str(tmp_path / "xvector.scp"))
+    np.testing.assert_array_equal(loaded["utt3"], items[3][1])
+
+
+def test_embeddings_reject_nan(tmp_path):
+    with pytest.raises(ValueError, match="utt1.*NaN"):
+        write_embeddings(tmp_path / "x.ark", tmp_path / "x.scp",
+                         [("utt1", np.array([1.0, np.nan], dtype=np.float32))])
+    assert not (tmp_path / "x.ark").exists()
+
+
+def test_load_audio_span_and_errors(tmp_path):
+    (_, _, flac), = corpus_files(speakers=1, per_speaker=1)
+    full, sr = load_audio(str(flac))
+    part, _ = load_audio(str(flac), start=0.5, end=1.0)
+    assert sr == 16000 and part.shape == (8000,)
+    np.testing.assert_array_equal(part, full[8000:16000])
+    piped, _ = load_audio(f"cat {flac} |")
+    np.testing.assert_array_equal(piped, full)
+    with pytest.raises(AudioError, match="nope.wav: file not found"):
+        load_audio(str(tmp_path / "nope.wav"))
+    text = tmp_path / "text.wav"
+    text.write_text("not audio")
+    with pytest.raises(AudioError, match="text.wav: cannot decode"):
+        load_audio(str(text))
+    with pytest.raises(AudioError, match="failed"):
+        load_audio("false |")

@@ -1,0 +1,52 @@
+"""Train a speaker model: ``torchrun --nproc_per_node N -m wespk.bin.train --config C.yaml``.
+
+Any config key can be overridden with a dotted option, e.g.
+``--model_args.embed_dim 192 --num_epochs 5``. Runs as a single process
+under plain ``python -m`` too. Resumes automatically from the newest
+checkpoint in ``<exp_dir>/models`` unless ``--checkpoint`` names one.
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+from wespk.io.config import ConfigError, load_config
+from wespk.train.distributed import cleanup, init_distributed
+from wespk.utils.logs import setup_logging
+
+logger = logging.getLogger("wespk.bin.train")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="YAML training config")
+    parser.add_argument("--checkpoint", default=None, help="resume from this training checkpoint")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
+    parser.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
+                        help="overrides the config's precision / enable_amp")
+    args, overrides = parser.parse_known_args(argv)
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as e:
+        print(f"wespk.bin.train: {e}", file=sys.stderr)
+        return 2
+    for key in ("exp_dir", "train_data", "train_label", "model"):
+        if not config.get(key):
+            print(f"wespk.bin.train: {args.config}: missing required key {key!r}", file=sys.stderr)
+            return 2
+
+    info = init_distributed(args.device)
+    setup_logging(info.rank, os.path.join(config["exp_dir"], "train.log"))
+    logger.info("command: %s", " ".join(sys.argv))
+    from wespk.train.trainer import Trainer
+    try:
+        trainer = Trainer(config, info, precision=args.precision, checkpoint=args.checkpoint)
+        trainer.fit()
+    finally:
+        cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,2 @@
+"""Kaldi data dirs, raw / shard / feature lists, the online training pipeline
+and its samplers."""

@@ -1,0 +1,1 @@
+"""Inference: loading a model dir and turning audio into embeddings."""

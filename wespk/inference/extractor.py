@@ -1,0 +1,257 @@
+"""Audio to embeddings, one utterance or a whole list in batches.
+
+Evaluation has no randomness by construction: no dither, no random crop,
+no augmentation. Batches are padded and the model is given the true lengths,
+so pooling ignores the padding. The batch plan (which utterances share a
+batch) depends only on the list and the batch size, never on the number of
+jobs, so ``--nj 1`` and ``--nj 3`` give the same vectors.
+"""
+
+import dataclasses
+import logging
+import multiprocessing
+import os
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from wespk.io.audio import AudioError, audio_duration, load_audio
+from wespk.io.embeddings import read_embeddings, write_embeddings
+from wespk.io.files import DataFileError, atomic_output, read_kaldi_map
+
+logger = logging.getLogger(__name__)
+
+MIN_FRAMES = 10  # shorter utterances (< about 0.1 s) carry no usable speaker information
+
+
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+    key: str
+    source: str            # path or pipe command
+    start: Optional[float] = None
+    end: Optional[float] = None
+    duration: Optional[float] = None
+
+
+def read_utterances(path: str) -> List[Utterance]:
+    """Utterances of a data dir (``wav.scp`` [+ ``segments``, ``utt2dur``]), a wav.scp or a raw list."""
+    import json
+    if os.path.isdir(path):
+        wav_scp = read_kaldi_map(os.path.join(path, "wav.scp"))
+        durations = {}
+        dur_path = os.path.join(path, "utt2dur")
+        if os.path.isfile(dur_path):
+            durations = {k: float(v) for k, v in read_kaldi_map(dur_path).items()}
+        seg_path = os.path.join(path, "segments")
+        if os.path.isfile(seg_path):
+            utts = []
+            for key, value in read_kaldi_map(seg_path).items():
+                fields = value.split()
+                if len(fields) != 3 or fields[0] not in wav_scp:
+                    raise DataFileError(seg_path, None, f"bad segment for {key!r}: {value!r}")
+                start, end = float(fields[1]), float(fields[2])
+                utts.append(Utterance(key, wav_scp[fields[0]], start, end, end - start))
+            return utts
+        return [Utterance(k, v, duration=durations.get(k)) for k, v in wav_scp.items()]
+    with open(path, encoding="utf-8") as f:
+        first = f.readline().strip()
+    if first.startswith("{"):
+        utts = []
+        with open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                    utts.append(Utterance(obj["key"], obj["wav"], obj.get("start"), obj.get("end"),
+                                          obj.get("duration")))
+                except (ValueError, KeyError) as e:
+                    raise DataFileError(path, line_no, f"bad raw-list line ({e})") from None
+        return utts
+    return [Utterance(k, v) for k, v in read_kaldi_map(path).items()]
+
+
+class EmbeddingExtractor:
+    """Front end (resample, fbank, mean normalisation) plus an encoder in eval mode."""
+
+    def __init__(self, model: torch.nn.Module, config: Dict, device: str = "cpu"):
+        dataset_args = config.get("dataset_args", {}) or {}
+        fbank_args = dataset_args.get("fbank_args", {}) or {}
+        self.model = model.eval()
+        self.device = torch.device(device)
+        self.sample_rate = int(dataset_args.get("resample_rate", 16000))
+        self.num_mel_bins = int(fbank_args.get("num_mel_bins", 80))
+        self.frame_length = float(fbank_args.get("frame_length", 25))
+        self.frame_shift = float(fbank_args.get("frame_shift", 10))
+        self.cmn = bool(dataset_args.get("cmn", True))
+
+    def features(self, samples: np.ndarray, sample_rate: int) -> torch.Tensor:
+        """Fbank frames [T, F] of a mono float waveform (resampled if needed)."""
+        from wespk.features.fbank import apply_cmn, compute_fbank
+        waveform = torch.as_tensor(np.ascontiguousarray(samples), dtype=torch.float32)
+        if sample_rate != self.sample_rate:
+            from wespk.augment.resample import resample
+            waveform = resample(waveform, sample_rate, self.sample_rate)
+        feats = compute_fbank(waveform, self.sample_rate, num_mel_bins=self.num_mel_bins,
+                              frame_length=self.frame_length, frame_shift=self.frame_shift, dither=0.0)
+        return apply_cmn(feats) if self.cmn else feats
+
+    @torch.inference_mode()
+    def embed_features(self, feats: Sequence[torch.Tensor]) -> np.ndarray:
+        """Embeddings [B, D] for a list of [T_i, F] feature matrices (padded batch)."""
+        from wespk.models import embedding_from_output
+        lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
+        batch = torch.zeros(len(feats), int(lengths.max()), feats[0].shape[1])
+        for i, f in enumerate(feats):
+            batch[i, : f.shape[0]] = f
+        batch, lengths = batch.to(self.device), lengths.to(self.device)
+        if len(feats) == 1:
+            out = self.model(batch)
+        else:
+            out = self.model(batch, lengths)
+        return embedding_from_output(out).float().cpu().numpy()
+
+    def embed_waveform(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+        feats = self.features(samples, sample_rate)
+        if feats.shape[0] < MIN_FRAMES:
+            raise AudioError(f"utterance too short: {feats.shape[0]} frames (< {MIN_FRAMES})")
+        return self.embed_features([feats])[0]
+
+
+def plan_batches(utts: List[Utterance], batch_size: int) -> List[List[Utterance]]:
+    """Sort by duration (then key) and cut into batches; independent of the job count."""
+    missing = [u for u in utts if u.duration is None]
+    if missing:
+        logger.info("reading durations of %d utterances from audio headers", len(missing))
+    with_dur = []
+    for u in utts:
+        if u.duration is None:
+            try:
+                u = dataclasses.replace(u, duration=audio_duration(u.source))
+            except AudioError:
+                u = dataclasses.replace(u, duration=0.0)  # reported when it is decoded
+        with_dur.append(u)
+    with_dur.sort(key=lambda u: (u.duration, u.key))
+    return [with_dur[i:i + batch_size] for i in range(0, len(with_dur), batch_size)]
+
+
+def _run_batches(extractor: EmbeddingExtractor, batches: List[List[Utterance]], strict: bool,
+                 progress_every: float = 10.0) -> Tuple[List[Tuple[str, np.ndarray]], Dict[str, float], List[str]]:
+    results, durations, skipped = [], {}, []
+    total = sum(len(b) for b in batches)
+    done, t0, t_last = 0, time.time(), time.time()
+    audio_seconds = 0.0
+    for batch in batches:
+        feats, keys = [], []
+        for u in batch:
+            try:
+                samples, sr = load_audio(u.source, u.start, u.end)
+                f = extractor.features(samples, sr)
+                if f.shape[0] < MIN_FRAMES:
+                    raise AudioError(f"{u.source}: too short ({len(samples) / sr:.3f} s, "
+                                     f"{f.shape[0]} frames < {MIN_FRAMES})")
+            except AudioError as e:
+                if strict:
+                    raise AudioError(f"utterance {u.key}: {e}") from None
+                logger.warning("skipping utterance %s: %s", u.key, e)
+                skipped.append(u.key)
+                continue
+            feats.append(f)
+            keys.append(u.key)
+            durations[u.key] = len(samples) / sr
+            audio_seconds += len(samples) / sr
+        if feats:
+            for key, vec in zip(keys, extractor.embed_features(feats)):
+                results.append((key, vec))
+        done += len(batch)
+        now = time.time()
+        if now - t_last >= progress_every or done == total:
+            rate = done / max(now - t0, 1e-9)
+            logger.info("extracted %d/%d utterances, %.1f utt/s, real-time factor %.4f, ETA %.0f s",
+                        done, total, rate, (now - t0) / max(audio_seconds, 1e-9), (total - done) / max(rate, 1e-9))
+            t_last = now
+    return results, durations, skipped
+
+
+def _job_main(job: int, nj: int, model_dir: str, checkpoint: Optional[str], device: str,
+              batches: List[List[Utterance]], out_prefix: str, strict: bool, threads: int) -> None:
+    from wespk.inference.model_dir import load_speaker_model
+    from wespk.utils.logs import setup_logging
+    setup_logging(0)
+    torch.set_num_threads(threads)
+    if device.startswith("cuda") and torch.cuda.device_count() > 1:
+        device = f"cuda:{job % torch.cuda.device_count()}"
+    model, config = load_speaker_model(model_dir, checkpoint, device)
+    extractor = EmbeddingExtractor(model, config, device)
+    results, durations, skipped = _run_batches(extractor, batches, strict)
+    write_embeddings(f"{out_prefix}.ark", f"{out_prefix}.scp", results)
+    with atomic_output(f"{out_prefix}.utt2dur") as f:
+        f.writelines(f"{k} {d:.4f}\n" for k, d in durations.items())
+    with atomic_output(f"{out_prefix}.skipped") as f:
+        f.writelines(f"{k}\n" for k in skipped)
+
+
+def extract_embeddings(data: str, model_dir: str, out_dir: str, nj: int = 1, batch_size: int = 16,
+                       device: str = "cpu", checkpoint: Optional[str] = None, strict: bool = False) -> int:
+    """Extract every utterance of ``data`` into ``out_dir/xvector.{ark,scp}``.
+
+    The list is cut into length-sorted batches, the batches are dealt to
+    ``nj`` jobs (processes), and their outputs are merged in list order into
+    one ark/scp. Also writes ``utt2dur`` (seconds) and, when utterances had
+    to be skipped (unreadable, too short), ``skipped`` listing them. Returns
+    the number of embeddings written.
+    """
+    utts = read_utterances(data)
+    if not utts:
+        raise DataFileError(data, None, "no utterances")
+    order = {u.key: i for i, u in enumerate(utts)}
+    batches = plan_batches(utts, batch_size)
+    nj = max(1, min(nj, len(batches)))
+    os.makedirs(out_dir, exist_ok=True)
+    tmp_dir = os.path.join(out_dir, ".jobs")
+    os.makedirs(tmp_dir, exist_ok=True)
+    threads = max(1, (os.cpu_count() or 1) // nj) if device == "cpu" else 1
+    prefixes = [os.path.join(tmp_dir, f"xvector.{j + 1}") for j in range(nj)]
+    logger.info("extracting %d utterances in %d batches with %d job(s) on %s", len(utts), len(batches), nj, device)
+    if nj == 1:
+        _job_main(0, 1, model_dir, checkpoint, device, batches, prefixes[0], strict, torch.get_num_threads())
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_job_main,
+                             args=(j, nj, model_dir, checkpoint, device, batches[j::nj], prefixes[j], strict, threads))
+                 for j in range(nj)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        failed = [j + 1 for j, p in enumerate(procs) if p.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"extraction job(s) {failed} failed; see the messages above")
+
+    merged: List[Tuple[str, np.ndarray]] = []
+    durations, skipped = {}, []
+    for prefix in prefixes:
+        keys, vectors = read_embeddings(f"{prefix}.scp") if os.path.getsize(f"{prefix}.scp") else ([], [])
+        merged.extend(zip(keys, vectors))
+        durations.update(read_kaldi_map(f"{prefix}.utt2dur"))
+        with open(f"{prefix}.skipped", encoding="utf-8") as f:
+            skipped.extend(line.strip() for line in f if line.strip())
+    merged.sort(key=lambda kv: order[kv[0]])
+    count = write_embeddings(os.path.join(out_dir, "xvector.ark"), os.path.join(out_dir, "xvector.scp"), merged)
+    with atomic_output(os.path.join(out_dir, "utt2dur")) as f:
+        f.writelines(f"{k} {durations[k]}\n" for k, _ in merged)
+    skipped_path = os.path.join(out_dir, "skipped")
+    if skipped:
+        with atomic_output(skipped_path) as f:
+            f.writelines(f"{k}\n" for k in sorted(skipped, key=lambda k: order[k]))
+        logger.warning("%d utterance(s) skipped, listed in %s", len(skipped), skipped_path)
+    elif os.path.exists(skipped_path):
+        os.unlink(skipped_path)
+    for prefix in prefixes:
+        for ext in (".ark", ".scp", ".utt2dur", ".skipped"):
+            if os.path.exists(prefix + ext):
+                os.unlink(prefix + ext)
+    os.rmdir(tmp_dir)
+    return count

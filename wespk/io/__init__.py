@@ -1,0 +1,1 @@
+"""Input and output: Kaldi text files, audio, embeddings, configs."""

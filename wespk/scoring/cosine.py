@@ -1,0 +1,163 @@
+"""Cosine scoring of trials, with optional mean subtraction and length normalisation.
+
+Numerics follow WeSpeaker's ``bin/score.py``: the mean vector is the plain
+average of a set's embeddings accumulated in float32 in file order, it is
+subtracted from the float32 embeddings, and the cosine is that of
+``sklearn.metrics.pairwise.cosine_similarity`` in float32 (each row divided by
+its L2 norm, then a dot product). Unlike WeSpeaker, which scores one trial at
+a time, all trials are scored at once by gathering rows in chunks.
+"""
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+import numpy as np
+
+from wespk.io.embeddings import read_embeddings
+from wespk.io.files import atomic_output
+from wespk.scoring.score_files import TrialList, index_trial_keys
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+#: Trials scored per chunk; bounds the gathered [chunk, dim] float32 buffers.
+DEFAULT_CHUNK_TRIALS = 65536
+
+
+def l2_normalize_rows(matrix: np.ndarray) -> np.ndarray:
+    """Divide each row by its L2 norm in float32; an all-zero row stays zero (as sklearn does)."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
+    zero = norms == 0
+    if zero.any():
+        logger.warning("%d all-zero embedding(s): their cosine scores are 0", int(zero.sum()))
+        norms = np.where(zero, np.float32(1), norms)
+    return matrix / norms[:, None]
+
+
+def mean_embedding(matrix: np.ndarray) -> np.ndarray:
+    """Mean of the rows of ``matrix`` in float32, accumulated row by row in row order.
+
+    numpy reduces a C-contiguous matrix over axis 0 one row at a time, which is
+    the same float32 sequence of additions as WeSpeaker's loop
+    ``mean += vec`` over the scp, so the result is identical to it.
+    """
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[0] == 0:
+        raise ValueError(f"need a non-empty [N, dim] matrix, got shape {matrix.shape}")
+    return matrix.sum(axis=0, dtype=np.float32) / np.float32(matrix.shape[0])
+
+
+def load_mean_vector(path: PathLike) -> np.ndarray:
+    """Load a mean vector saved as ``.npy`` (WeSpeaker's ``mean_vec.npy``) or as text (one line of numbers)."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        vector = np.load(path)
+    else:
+        vector = np.loadtxt(path, dtype=np.float64, ndmin=1)
+    return np.asarray(vector, dtype=np.float32).reshape(-1)
+
+
+def save_mean_vector(path: PathLike, mean_vec: np.ndarray) -> None:
+    """Save a mean vector atomically: ``.npy`` when the name ends so, else one text line."""
+    path = Path(path)
+    mean_vec = np.asarray(mean_vec, dtype=np.float32)
+    if path.suffix == ".npy":
+        with atomic_output(path, "wb") as f:
+            np.save(f, mean_vec)
+    else:
+        with atomic_output(path) as f:
+            f.write(" ".join(repr(float(v)) for v in mean_vec) + "\n")
+
+
+def prepare_embeddings(matrix: np.ndarray, mean_vec: Optional[np.ndarray] = None,
+                       length_norm: bool = False) -> np.ndarray:
+    """Apply the scoring front end to a float32 embedding matrix.
+
+    With ``length_norm`` each embedding is first scaled to unit length; then
+    ``mean_vec`` (if given) is subtracted. ``mean_vec`` must have been
+    computed from embeddings that went through the same length
+    normalisation (see :func:`mean_from_scp`).
+    """
+    matrix = np.asarray(matrix, dtype=np.float32)
+    if length_norm:
+        matrix = l2_normalize_rows(matrix)
+    if mean_vec is not None:
+        mean_vec = np.asarray(mean_vec, dtype=np.float32)
+        if mean_vec.shape != (matrix.shape[1],):
+            raise ValueError(f"mean vector has dimension {mean_vec.shape}, embeddings have {matrix.shape[1]}")
+        matrix = matrix - mean_vec
+    return matrix
+
+
+def mean_from_scp(scp_path: PathLike, length_norm: bool = False) -> np.ndarray:
+    """Mean embedding of the set in ``scp_path`` (length-normalised first if asked)."""
+    keys, matrix = read_embeddings(scp_path)
+    logger.info("mean of %d embeddings from %s", len(keys), scp_path)
+    if length_norm:
+        matrix = l2_normalize_rows(matrix)
+    return mean_embedding(matrix)
+
+
+def cosine_scores(embeddings: np.ndarray, enroll_rows: np.ndarray, test_rows: np.ndarray,
+                  chunk_trials: int = DEFAULT_CHUNK_TRIALS) -> np.ndarray:
+    """Cosine similarity of each (enroll, test) row pair of ``embeddings``, as float64.
+
+    ``embeddings`` is ``[N, dim]`` (already mean-subtracted if wanted);
+    ``enroll_rows[i]`` and ``test_rows[i]`` index the two sides of trial ``i``.
+    The rows are normalised once in float32 and the dot products are taken in
+    chunks of ``chunk_trials`` trials.
+    """
+    unit = l2_normalize_rows(embeddings)
+    enroll_rows = np.asarray(enroll_rows, dtype=np.int64)
+    test_rows = np.asarray(test_rows, dtype=np.int64)
+    if enroll_rows.shape != test_rows.shape:
+        raise ValueError("enroll_rows and test_rows must have the same shape")
+    scores = np.empty(len(enroll_rows), dtype=np.float64)
+    for start in range(0, len(enroll_rows), chunk_trials):
+        stop = start + chunk_trials
+        scores[start:stop] = np.einsum("ij,ij->i", unit[enroll_rows[start:stop]], unit[test_rows[start:stop]])
+    return scores
+
+
+@dataclass
+class EmbeddingSet:
+    """Embeddings read from an scp, with a key -> row index."""
+
+    source: str
+    keys: List[str]
+    matrix: np.ndarray
+
+    def __post_init__(self):
+        self.row_of = {key: row for row, key in enumerate(self.keys)}
+        if len(self.row_of) != len(self.keys):
+            seen = set()
+            for key in self.keys:
+                if key in seen:
+                    raise ValueError(f"{self.source}: duplicate embedding key {key!r}")
+                seen.add(key)
+
+    @classmethod
+    def from_scp(cls, scp_path: PathLike) -> "EmbeddingSet":
+        keys, matrix = read_embeddings(scp_path)
+        logger.info("read %d embeddings of dimension %d from %s", len(keys), matrix.shape[1], scp_path)
+        return cls(str(scp_path), keys, matrix)
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
+
+def score_trials(trials: TrialList, embeddings: EmbeddingSet, mean_vec: Optional[np.ndarray] = None,
+                 length_norm: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cosine-score a trial list; returns ``(scores, enroll_rows, test_rows)``.
+
+    Missing keys are errors naming the trial file, line and key.
+    """
+    enroll_rows, test_rows = index_trial_keys(trials, embeddings.row_of, embeddings.source)
+    prepared = prepare_embeddings(embeddings.matrix, mean_vec, length_norm)
+    return cosine_scores(prepared, enroll_rows, test_rows), enroll_rows, test_rows

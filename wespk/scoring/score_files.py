@@ -1,0 +1,324 @@
+"""Trial lists and score files: fast column reading, exact error messages, atomic writing.
+
+The scoring stages pass plain text tables between them (see DESIGN.md):
+
+* trial list: ``enroll test [target|nontarget]``
+* score file: ``enroll test score [target|nontarget]``
+* score-norm file: ``enroll test normed_score [label] enroll_mag test_mag
+  enroll_cohort_mean test_cohort_mean`` (WeSpeaker's ``score_norm.py`` layout
+  when the label is present)
+
+VoxCeleb-E/H lists have over half a million lines, so the readers here split
+the whole file at once and check the number of fields of every line with
+numpy instead of looping over lines in Python. Any problem (wrong field count,
+bad label, a score that is not a number) is reported as a
+:class:`~wespk.io.files.DataFileError` naming the file and the line.
+"""
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from wespk.io.files import DataFileError, atomic_output
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+#: Labels accepted in trial lists and score files, and whether each means "target".
+LABEL_IS_TARGET: Dict[str, bool] = {"target": True, "nontarget": False}
+#: Placeholder written in the label column of files derived from unlabelled trials.
+UNKNOWN_LABEL = "unknown"
+
+_ASCII_WHITESPACE = np.array([ord(c) for c in " \t\n\r\x0b\x0c"], dtype=np.uint8)
+
+
+@dataclass
+class TextTable:
+    """The whitespace-separated fields of a text file, column by column.
+
+    ``line_numbers[i]`` is the 1-based line of row ``i`` in ``path`` (blank
+    lines are skipped, so rows and lines can differ).
+    """
+
+    path: str
+    columns: List[List[str]]
+    line_numbers: np.ndarray
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.line_numbers)
+
+    @property
+    def num_columns(self) -> int:
+        return len(self.columns)
+
+    def line_of(self, row: int) -> int:
+        """The 1-based file line of ``row``."""
+        return int(self.line_numbers[row])
+
+
+def _fields_per_line(data: bytes, text: str, num_tokens: int) -> np.ndarray:
+    """Number of whitespace-separated fields on each line of ``data``, vectorised."""
+    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    is_space = np.isin(buf, _ASCII_WHITESPACE)
+    starts = ~is_space
+    starts[1:] &= is_space[:-1]
+    is_newline = buf == ord("\n")
+    line_of_byte = np.cumsum(is_newline) - is_newline
+    counts = np.bincount(line_of_byte[starts], minlength=n_lines)
+    if int(counts.sum()) != num_tokens:
+        # Non-ASCII whitespace (str.split also splits on e.g. U+00A0): count slowly.
+        counts = np.array([len(line.split()) for line in text.split("\n")[:n_lines]], dtype=np.int64)
+    return counts
+
+
+def read_text_table(path: PathLike, allowed_widths: Sequence[int], what: str) -> TextTable:
+    """Read a file whose non-blank lines all have the same number of fields.
+
+    ``allowed_widths`` lists the acceptable field counts (for example ``(3, 4)``
+    for a score file with an optional label column); ``what`` names the kind of
+    file in error messages. The first line fixes the width for the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(path, None, "file not found")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line_no = data[:e.start].count(b"\n") + 1
+        raise DataFileError(path, line_no, f"not valid UTF-8: {e.reason}") from None
+    tokens = text.split()
+    if not tokens:
+        raise DataFileError(path, None, f"empty {what}")
+    counts = _fields_per_line(data, text, len(tokens))
+    rows = np.flatnonzero(counts)
+    widths = counts[rows]
+    width = int(widths[0])
+    wrong = np.flatnonzero(widths != width)
+    if width not in allowed_widths or len(wrong):
+        row = 0 if width not in allowed_widths else int(wrong[0])
+        line_no = int(rows[row]) + 1
+        line = text.split("\n")[line_no - 1].strip()
+        expected = " or ".join(str(w) for w in allowed_widths)
+        if width in allowed_widths:
+            problem = (f"{what} line has {int(widths[row])} fields but line {int(rows[0]) + 1} has "
+                       f"{width}; every line needs the same layout: {line!r}")
+        else:
+            problem = f"expected {expected} fields in a {what}, got {int(widths[row])}: {line!r}"
+        raise DataFileError(path, line_no, problem)
+    columns = [tokens[i::width] for i in range(width)]
+    return TextTable(path=str(path), columns=columns, line_numbers=rows + 1)
+
+
+def parse_float_column(table: TextTable, column: int, name: str) -> np.ndarray:
+    """Column ``column`` of ``table`` as float64; a bad value is an error naming its line."""
+    values = table.columns[column]
+    try:
+        result = np.array(list(map(float, values)), dtype=np.float64)
+    except ValueError:
+        for row, value in enumerate(values):
+            try:
+                float(value)
+            except ValueError:
+                raise DataFileError(table.path, table.line_of(row),
+                                    f"{name} (field {column + 1}) is not a number: {value!r}") from None
+        raise
+    bad = np.flatnonzero(~np.isfinite(result))
+    if len(bad):
+        row = int(bad[0])
+        raise DataFileError(table.path, table.line_of(row),
+                            f"{name} (field {column + 1}) is not finite: {values[row]!r}")
+    return result
+
+
+def check_label_column(table: TextTable, column: int, allow_unknown: bool = False) -> List[str]:
+    """Return column ``column`` after checking that every value is a known label."""
+    labels = table.columns[column]
+    allowed = set(LABEL_IS_TARGET) | ({UNKNOWN_LABEL} if allow_unknown else set())
+    if not set(labels) <= allowed:
+        for row, label in enumerate(labels):
+            if label not in allowed:
+                names = "', '".join(sorted(allowed))
+                raise DataFileError(table.path, table.line_of(row),
+                                    f"label (field {column + 1}) must be '{names}', got {label!r}")
+    return labels
+
+
+def labels_to_targets(labels: Sequence[str]) -> np.ndarray:
+    """Boolean array, True where the label is ``target``."""
+    return np.array([label == "target" for label in labels], dtype=bool)
+
+
+@dataclass
+class TrialList:
+    """A trial list in file order; ``labels`` is None when it has no label column."""
+
+    path: str
+    enroll: List[str]
+    test: List[str]
+    labels: Optional[List[str]]
+    line_numbers: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.enroll)
+
+    @property
+    def is_target(self) -> np.ndarray:
+        if self.labels is None:
+            raise ValueError(f"{self.path}: trial list has no labels")
+        return labels_to_targets(self.labels)
+
+
+def read_trial_list(path: PathLike) -> TrialList:
+    """Read ``enroll test [target|nontarget]`` lines (all lines with or all without label)."""
+    table = read_text_table(path, (2, 3), "trial list")
+    labels = check_label_column(table, 2) if table.num_columns == 3 else None
+    return TrialList(path=table.path, enroll=table.columns[0], test=table.columns[1],
+                     labels=labels, line_numbers=table.line_numbers)
+
+
+@dataclass
+class ScoreTable:
+    """A score file in file order.
+
+    ``score_text`` keeps the score fields as written, so that a later stage can
+    copy them without reformatting. ``quality`` holds the four extra columns of
+    a score-norm file (enroll_mag, test_mag, enroll_cohort_mean,
+    test_cohort_mean) as an ``[N, 4]`` float64 array, else None.
+    """
+
+    path: str
+    enroll: List[str]
+    test: List[str]
+    scores: np.ndarray
+    score_text: List[str]
+    labels: Optional[List[str]]
+    line_numbers: np.ndarray
+    quality: Optional[np.ndarray] = None
+
+    def __len__(self) -> int:
+        return len(self.enroll)
+
+    @property
+    def is_target(self) -> np.ndarray:
+        if self.labels is None:
+            raise ValueError(f"{self.path}: score file has no label column")
+        return labels_to_targets(self.labels)
+
+    def trial_list(self) -> TrialList:
+        """The trials of this file (keys, labels and lines) without the scores."""
+        return TrialList(self.path, self.enroll, self.test, self.labels, self.line_numbers)
+
+
+def read_score_file(path: PathLike, require_labels: bool = False) -> ScoreTable:
+    """Read ``enroll test score [label]``; also accepts score-norm files (their extra columns are kept).
+
+    Column 3 is the score, column 4 the label (``target`` or ``nontarget``).
+    """
+    table = read_text_table(path, (3, 4, 7, 8), "score file")
+    width = table.num_columns
+    has_label = width in (4, 8)
+    if require_labels and not has_label:
+        raise DataFileError(table.path, table.line_of(0),
+                            "score file has no label column (target/nontarget) in field 4")
+    labels = check_label_column(table, 3) if has_label else None
+    scores = parse_float_column(table, 2, "score")
+    quality = None
+    if width in (7, 8):
+        first = 4 if has_label else 3
+        names = ("enroll_mag", "test_mag", "enroll_cohort_mean", "test_cohort_mean")
+        quality = np.stack([parse_float_column(table, first + i, name) for i, name in enumerate(names)], axis=1)
+    return ScoreTable(path=table.path, enroll=table.columns[0], test=table.columns[1], scores=scores,
+                      score_text=table.columns[2], labels=labels, line_numbers=table.line_numbers,
+                      quality=quality)
+
+
+def read_score_norm_file(path: PathLike) -> ScoreTable:
+    """Read a score-norm file (7 or 8 fields) with its quality columns."""
+    table = read_score_file(path)
+    if table.quality is None:
+        raise DataFileError(table.path, table.line_of(0),
+                            "not a score-norm file: expected 'enroll test score [label] enroll_mag test_mag "
+                            "enroll_cohort_mean test_cohort_mean' (7 or 8 fields)")
+    return table
+
+
+def format_fixed(values: np.ndarray, decimals: int) -> List[str]:
+    """Format floats with a fixed number of decimals, as ``'{:.Nf}'.format`` does."""
+    fmt = f"%.{decimals}f"
+    return [fmt % v for v in np.asarray(values, dtype=np.float64).tolist()]
+
+
+def write_score_file(path: PathLike, enroll: Sequence[str], test: Sequence[str], scores: Union[np.ndarray, Sequence[str]],
+                     labels: Optional[Sequence[str]] = None, decimals: Optional[int] = 5) -> None:
+    """Write ``enroll test score [label]`` lines atomically.
+
+    ``scores`` is an array (formatted with ``decimals`` decimals, or Python's
+    shortest round-trip form when ``decimals`` is None) or a list of
+    already-formatted strings.
+    """
+    if len(scores) and isinstance(scores[0], str):
+        score_text = list(scores)
+    elif decimals is None:
+        score_text = [repr(v) for v in np.asarray(scores, dtype=np.float64).tolist()]
+    else:
+        score_text = format_fixed(scores, decimals)
+    if not (len(enroll) == len(test) == len(score_text)) or (labels is not None and len(labels) != len(enroll)):
+        raise ValueError("enroll, test, scores and labels must have the same length")
+    with atomic_output(path) as f:
+        if labels is None:
+            f.writelines(f"{e} {t} {s}\n" for e, t, s in zip(enroll, test, score_text))
+        else:
+            f.writelines(f"{e} {t} {s} {lab}\n" for e, t, s, lab in zip(enroll, test, score_text, labels))
+
+
+def write_score_norm_file(path: PathLike, enroll: Sequence[str], test: Sequence[str], normed_scores: np.ndarray,
+                          labels: Optional[Sequence[str]], enroll_mag: np.ndarray, test_mag: np.ndarray,
+                          enroll_cohort_mean: np.ndarray, test_cohort_mean: np.ndarray) -> None:
+    """Write WeSpeaker's score-norm layout atomically.
+
+    ``enroll test normed_score label enroll_mag test_mag enroll_cohort_mean
+    test_cohort_mean`` with the score at 5 decimals and the rest at 4; the
+    label field is left out when ``labels`` is None.
+    """
+    columns = [format_fixed(normed_scores, 5)]
+    if labels is not None:
+        columns.append(list(labels))
+    for values in (enroll_mag, test_mag, enroll_cohort_mean, test_cohort_mean):
+        columns.append(format_fixed(values, 4))
+    with atomic_output(path) as f:
+        f.writelines(" ".join(fields) + "\n" for fields in zip(enroll, test, *columns))
+
+
+def index_trial_keys(trials: TrialList, key_to_row: Dict[str, int], source: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Map the enroll and test keys of ``trials`` to rows of an embedding matrix.
+
+    A key missing from ``key_to_row`` is an error naming the trial file, its
+    line and the key; ``source`` names where the embeddings came from.
+    """
+    try:
+        enroll_rows = np.fromiter((key_to_row[k] for k in trials.enroll), dtype=np.int64, count=len(trials))
+        test_rows = np.fromiter((key_to_row[k] for k in trials.test), dtype=np.int64, count=len(trials))
+    except KeyError:
+        for row, (enroll, test) in enumerate(zip(trials.enroll, trials.test)):
+            for side, key in (("enroll", enroll), ("test", test)):
+                if key not in key_to_row:
+                    raise DataFileError(trials.path, int(trials.line_numbers[row]),
+                                        f"{side} key {key!r} has no embedding in {source}") from None
+        raise
+    return enroll_rows, test_rows
+
+
+def check_finite(values: np.ndarray, what: str) -> None:
+    """Raise ValueError when ``values`` holds NaN or Inf."""
+    if not np.all(np.isfinite(values)):
+        count = int(np.count_nonzero(~np.isfinite(values)))
+        raise ValueError(f"{what}: {count} values are NaN or Inf")
+

@@ -1,0 +1,144 @@
+"""Score normalisation with a cohort: S-norm and adaptive S-norm (AS-norm).
+
+For every utterance ``u`` that appears in a trial, the cosine scores of ``u``
+against all cohort embeddings are computed; their mean ``mu_u`` and
+population standard deviation ``sd_u`` (over the ``top_n`` highest scores for
+AS-norm, over the whole cohort for S-norm) give the normalised trial score
+
+    0.5 * ((s - mu_enroll) / sd_enroll + (s - mu_test) / sd_test)
+
+as in WeSpeaker's ``bin/score_norm.py``. Both the utterance and the cohort
+embeddings are mean-subtracted (when a mean vector is used) and L2-normalised
+in float32 before the matrix product. Statistics are computed once per
+utterance, in chunks of rows (``[chunk, cohort]`` score blocks and
+``torch.topk``), so memory stays bounded at VoxCeleb scale; the trials are
+then normalised with array indexing.
+"""
+
+import logging
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+#: Utterances per block of the utterance x cohort score matrix (4096 x 5994 float32 = 98 MB).
+DEFAULT_CHUNK_ROWS = 4096
+
+
+def _unit_rows(matrix: np.ndarray, what: str) -> torch.Tensor:
+    """Float32 rows divided by their L2 norm; an all-zero row is an error (its cohort scores are undefined)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32))
+    norms = torch.sqrt((tensor * tensor).sum(dim=1, keepdim=True))
+    if bool((norms == 0).any()):
+        row = int(torch.nonzero(norms.view(-1) == 0)[0])
+        raise ValueError(f"{what}: row {row} is an all-zero vector after mean subtraction")
+    return tensor / norms
+
+
+def cohort_score_stats(embeddings: np.ndarray, cohort: np.ndarray, top_n: Optional[int] = None,
+                       chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    """Mean and population std of each embedding's top-N cosine scores against a cohort.
+
+    ``embeddings`` ``[N, dim]`` and ``cohort`` ``[C, dim]`` are float32 and
+    already mean-subtracted if a mean is used. ``top_n`` None (or >= C) uses
+    the whole cohort (S-norm). Returns two float32 arrays of length N, like
+    WeSpeaker's ``get_mean_std`` (the statistics are accumulated in float64
+    and rounded to float32 at the end).
+    """
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    cohort = np.asarray(cohort, dtype=np.float32)
+    if embeddings.ndim != 2 or cohort.ndim != 2:
+        raise ValueError("embeddings and cohort must be 2-D matrices")
+    if embeddings.shape[1] != cohort.shape[1]:
+        raise ValueError(f"embedding dimension {embeddings.shape[1]} differs from the cohort's {cohort.shape[1]}")
+    num_cohort = cohort.shape[0]
+    if top_n is not None and top_n >= num_cohort:
+        if top_n > num_cohort:
+            logger.warning("top_n %d is larger than the cohort (%d): using the whole cohort", top_n, num_cohort)
+        top_n = None
+    if top_n is not None and top_n < 1:
+        raise ValueError(f"top_n must be at least 1, got {top_n}")
+    unit_cohort_t = _unit_rows(cohort, "cohort").t().contiguous()
+    mean = np.empty(embeddings.shape[0], dtype=np.float32)
+    std = np.empty(embeddings.shape[0], dtype=np.float32)
+    starts = range(0, embeddings.shape[0], chunk_rows)
+    for start in tqdm(starts, desc="cohort statistics", unit="block", disable=not progress or len(starts) < 2,
+                      mininterval=5):
+        block = _unit_rows(embeddings[start:start + chunk_rows], "embeddings") @ unit_cohort_t
+        if top_n is not None:
+            block = torch.topk(block, top_n, dim=1, largest=True, sorted=False).values
+        block = block.double()
+        block_mean = block.mean(dim=1)
+        block_std = torch.sqrt(((block - block_mean[:, None]) ** 2).mean(dim=1))
+        mean[start:start + chunk_rows] = block_mean.float().numpy()
+        std[start:start + chunk_rows] = block_std.float().numpy()
+    if np.any(std == 0):
+        row = int(np.flatnonzero(std == 0)[0])
+        raise ValueError(f"embedding row {row} has zero spread of cohort scores: cannot normalise "
+                         f"(is top_n 1, or the cohort degenerate?)")
+    return mean, std
+
+
+def normalize_scores(scores: np.ndarray, enroll_rows: np.ndarray, test_rows: np.ndarray,
+                     mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Symmetric normalisation ``0.5*((s-mu_e)/sd_e + (s-mu_t)/sd_t)`` for every trial, in float64."""
+    scores = np.asarray(scores, dtype=np.float64)
+    mean = np.asarray(mean).astype(np.float64)
+    std = np.asarray(std).astype(np.float64)
+    return 0.5 * ((scores - mean[enroll_rows]) / std[enroll_rows] + (scores - mean[test_rows]) / std[test_rows])
+
+
+@dataclass
+class ScoreNormResult:
+    """Normalised scores plus the per-utterance statistics behind them.
+
+    ``mean``/``std``/``magnitude`` are indexed by embedding row (rows that no
+    trial uses hold NaN).
+    """
+
+    scores: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    magnitude: np.ndarray
+
+
+def _normalize_with_cohort(scores, enroll_rows, test_rows, embeddings, cohort, top_n, chunk_rows, progress):
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    enroll_rows = np.asarray(enroll_rows, dtype=np.int64)
+    test_rows = np.asarray(test_rows, dtype=np.int64)
+    used = np.unique(np.concatenate([enroll_rows, test_rows]))
+    logger.info("cohort statistics for %d utterances against %d cohort embeddings (top_n %s)",
+                len(used), len(cohort), "all" if top_n is None else top_n)
+    used_mean, used_std = cohort_score_stats(embeddings[used], cohort, top_n, chunk_rows, progress)
+    mean = np.full(embeddings.shape[0], np.nan, dtype=np.float32)
+    std = np.full(embeddings.shape[0], np.nan, dtype=np.float32)
+    mean[used] = used_mean
+    std[used] = used_std
+    magnitude = np.full(embeddings.shape[0], np.nan, dtype=np.float32)
+    magnitude[used] = np.linalg.norm(embeddings[used], axis=1)
+    normed = normalize_scores(scores, enroll_rows, test_rows, mean, std)
+    return ScoreNormResult(scores=normed, mean=mean, std=std, magnitude=magnitude)
+
+
+def asnorm(scores: np.ndarray, enroll_rows: np.ndarray, test_rows: np.ndarray, embeddings: np.ndarray,
+           cohort: np.ndarray, top_n: int = 300, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+           progress: bool = True) -> ScoreNormResult:
+    """Adaptive S-norm: each side is normalised by its ``top_n`` closest cohort scores.
+
+    ``scores[i]`` is the raw score of trial ``i`` between embedding rows
+    ``enroll_rows[i]`` and ``test_rows[i]``; ``embeddings`` and ``cohort``
+    are float32 and already mean-subtracted if a mean is used.
+    ``magnitude`` in the result is the L2 norm of each (mean-subtracted)
+    embedding, a quality measure for calibration.
+    """
+    return _normalize_with_cohort(scores, enroll_rows, test_rows, embeddings, cohort, top_n, chunk_rows, progress)
+
+
+def snorm(scores: np.ndarray, enroll_rows: np.ndarray, test_rows: np.ndarray, embeddings: np.ndarray,
+          cohort: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = True) -> ScoreNormResult:
+    """Symmetric S-norm: like :func:`asnorm` with the whole cohort."""
+    return _normalize_with_cohort(scores, enroll_rows, test_rows, embeddings, cohort, None, chunk_rows, progress)
