@@ -6,5 +6,6 @@ setup(
     description="Speaker embedding toolkit: Kaldi-style recipes, WeSpeaker-compatible models",
     packages=find_packages(include=["wespk", "wespk.*"]),
     python_requires=">=3.9",
+    license="Apache-2.0",
     entry_points={"console_scripts": ["wespk = wespk.cli:main"]},
 )

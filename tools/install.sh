@@ -88,7 +88,8 @@ if $dev && [ ! -f "$venv/.dev-done" ]; then
 fi
 
 # wespk itself, editable, pointing at this clone.
-"$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
+"$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e . >"$cache/editable-install.log" 2>&1 \
+  || { cat "$cache/editable-install.log" >&2; exit 1; }
 
 if [ -L .venv ] || [ ! -e .venv ]; then
   ln -sfn "$venv" .venv
