@@ -141,7 +141,7 @@ for file in $utterance_files $other_files; do
   fi
 done
 
-"$tools_dir/utt2spk_to_spk2utt.pl" "$work_dir/utt2spk" | sort > "$work_dir/spk2utt"
+"$tools_dir/utt2spk_to_spk2utt.pl" "$work_dir/utt2spk" > "$work_dir/spk2utt"
 
 for file in $all_files trials; do
   if [ ! -f "$work_dir/$file" ]; then

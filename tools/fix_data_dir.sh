@@ -23,8 +23,8 @@
 # reason. Only files whose content changes are rewritten: each is first copied
 # to DATA_DIR/.backup/ (replacing the backup of an earlier run of that file),
 # then replaced atomically (written to a temporary file in DATA_DIR, then
-# renamed). If no utterance would remain,
-# nothing is changed and the exit status is 1.
+# renamed). If no utterance would remain, nothing is changed and the exit
+# status is 1.
 # Flags take no value (as in Kaldi), so they are read here rather than by
 # tools/parse_options.sh.
 set -euo pipefail
@@ -280,7 +280,7 @@ report("$dir: kept " . scalar(keys %keep) . " of $num_utts_before utterances in 
 PERL
 
 # Regenerate spk2utt from the repaired utt2spk.
-"$tools_dir/utt2spk_to_spk2utt.pl" "$work_dir/utt2spk" | sort > "$work_dir/spk2utt"
+"$tools_dir/utt2spk_to_spk2utt.pl" "$work_dir/utt2spk" > "$work_dir/spk2utt"
 
 # Back up the originals of the files that change, then move the new files
 # into place; unchanged files (and their earlier backups) are left alone.

@@ -127,7 +127,7 @@ fi
 if [ -f "$src/reco2dur" ]; then
   "$tools_dir/filter_scp.pl" "$work_dir/.recordings" "$src/reco2dur" > "$work_dir/reco2dur"
 fi
-"$tools_dir/utt2spk_to_spk2utt.pl" "$work_dir/utt2spk" | sort > "$work_dir/spk2utt"
+"$tools_dir/utt2spk_to_spk2utt.pl" "$work_dir/utt2spk" > "$work_dir/spk2utt"
 if [ -f "$src/spk2gender" ]; then
   "$tools_dir/filter_scp.pl" "$work_dir/spk2utt" "$src/spk2gender" > "$work_dir/spk2gender"
 fi

@@ -3,11 +3,11 @@
 # ("spk utt1 utt2 ..." a line).
 #
 # Usage: tools/utt2spk_to_spk2utt.pl [utt2spk] > spk2utt
-#   Reads standard input when no file is given. Speakers are written in the
-#   order of their first appearance and each speaker's utterances in input
-#   order; with a sorted utt2spk whose utterance ids start with the speaker id
-#   (the usual convention) the output is sorted too. Pipe it through
-#   "LC_ALL=C sort" when that convention does not hold.
+#   Reads standard input when no file is given. Speakers are written sorted
+#   (LC_ALL=C byte order), as the data-dir contract wants, and each speaker's
+#   utterances in input order. (Kaldi's version keeps the speakers' order of
+#   first appearance, which is not sorted when one speaker id is a prefix of
+#   another: libri-2007_* utterances sort before libri-200_* ones.)
 use strict;
 use warnings;
 
@@ -25,7 +25,6 @@ if ($input_name eq '-') {
   open($input, '<', $input_name) or die "$0: cannot open '$input_name': $!\n";
 }
 
-my @speakers;       # in order of first appearance
 my %speaker_utts;   # speaker -> [utterances]
 while (my $line = <$input>) {
   my @fields = split(' ', $line);
@@ -34,11 +33,10 @@ while (my $line = <$input>) {
     die "$0: $input_name:$.: expected 'utterance speaker', got '$line'\n";
   }
   my ($utt, $spk) = @fields;
-  push @speakers, $spk unless exists $speaker_utts{$spk};
   push @{$speaker_utts{$spk}}, $utt;
 }
 close($input) unless $input_name eq 'stdin';
 
-for my $spk (@speakers) {
+for my $spk (sort keys %speaker_utts) {
   print join(' ', $spk, @{$speaker_utts{$spk}}), "\n";
 }
