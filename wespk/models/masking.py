@@ -61,7 +61,11 @@ def conv_output_lengths(lengths: Optional[torch.Tensor],
 
 
 def apply_mask(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """Zero the padded frames of ``x`` (identity when ``mask`` is None)."""
+    """Zero the padded frames of ``x`` (identity when ``mask`` is None).
+
+    The mask is cast to ``x.dtype`` so reduced-precision activations (e.g.
+    under autocast) stay in their dtype.
+    """
     if mask is None:
         return x
-    return x * mask
+    return x * mask.to(x.dtype)

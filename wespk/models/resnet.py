@@ -166,7 +166,8 @@ class ResNet(nn.Module):
     Args:
         block: :class:`BasicBlock` or :class:`Bottleneck`.
         num_blocks: blocks per stage, four numbers.
-        m_channels: width of the first stage.
+        m_channels: width of the first stage (the named constructors take it too,
+            a wespk extension; WeSpeaker fixes it at 32).
         feat_dim: fbank dimension (a multiple of 8 keeps the stats dim exact).
         embed_dim: embedding size.
         pooling_func: TAP, TSDP, TSTP, ASTP, MHASTP or MQMHASTP.
@@ -247,82 +248,96 @@ class ResNet(nn.Module):
 def ResNet18(feat_dim: int,
              embed_dim: int,
              pooling_func: str = 'TSTP',
-             two_emb_layer: bool = False) -> ResNet:
+             two_emb_layer: bool = False,
+             m_channels: int = 32) -> ResNet:
     """ResNet-18: BasicBlock x [2, 2, 2, 2]."""
     return ResNet(BasicBlock, [2, 2, 2, 2],
                   feat_dim=feat_dim,
                   embed_dim=embed_dim,
                   pooling_func=pooling_func,
-                  two_emb_layer=two_emb_layer)
+                  two_emb_layer=two_emb_layer,
+                  m_channels=m_channels)
 
 
 def ResNet34(feat_dim: int,
              embed_dim: int,
              pooling_func: str = 'TSTP',
-             two_emb_layer: bool = False) -> ResNet:
+             two_emb_layer: bool = False,
+             m_channels: int = 32) -> ResNet:
     """ResNet-34: BasicBlock x [3, 4, 6, 3]."""
     return ResNet(BasicBlock, [3, 4, 6, 3],
                   feat_dim=feat_dim,
                   embed_dim=embed_dim,
                   pooling_func=pooling_func,
-                  two_emb_layer=two_emb_layer)
+                  two_emb_layer=two_emb_layer,
+                  m_channels=m_channels)
 
 
 def ResNet50(feat_dim: int,
              embed_dim: int,
              pooling_func: str = 'TSTP',
-             two_emb_layer: bool = False) -> ResNet:
+             two_emb_layer: bool = False,
+             m_channels: int = 32) -> ResNet:
     """ResNet-50: Bottleneck x [3, 4, 6, 3]."""
     return ResNet(Bottleneck, [3, 4, 6, 3],
                   feat_dim=feat_dim,
                   embed_dim=embed_dim,
                   pooling_func=pooling_func,
-                  two_emb_layer=two_emb_layer)
+                  two_emb_layer=two_emb_layer,
+                  m_channels=m_channels)
 
 
 def ResNet101(feat_dim: int,
               embed_dim: int,
               pooling_func: str = 'TSTP',
-              two_emb_layer: bool = False) -> ResNet:
+              two_emb_layer: bool = False,
+             m_channels: int = 32) -> ResNet:
     """ResNet-101: Bottleneck x [3, 4, 23, 3]."""
     return ResNet(Bottleneck, [3, 4, 23, 3],
                   feat_dim=feat_dim,
                   embed_dim=embed_dim,
                   pooling_func=pooling_func,
-                  two_emb_layer=two_emb_layer)
+                  two_emb_layer=two_emb_layer,
+                  m_channels=m_channels)
 
 
 def ResNet152(feat_dim: int,
               embed_dim: int,
               pooling_func: str = 'TSTP',
-              two_emb_layer: bool = False) -> ResNet:
+              two_emb_layer: bool = False,
+             m_channels: int = 32) -> ResNet:
     """ResNet-152: Bottleneck x [3, 8, 36, 3]."""
     return ResNet(Bottleneck, [3, 8, 36, 3],
                   feat_dim=feat_dim,
                   embed_dim=embed_dim,
                   pooling_func=pooling_func,
-                  two_emb_layer=two_emb_layer)
+                  two_emb_layer=two_emb_layer,
+                  m_channels=m_channels)
 
 
 def ResNet221(feat_dim: int,
               embed_dim: int,
               pooling_func: str = 'TSTP',
-              two_emb_layer: bool = False) -> ResNet:
+              two_emb_layer: bool = False,
+             m_channels: int = 32) -> ResNet:
     """ResNet-221: Bottleneck x [6, 16, 48, 3]."""
     return ResNet(Bottleneck, [6, 16, 48, 3],
                   feat_dim=feat_dim,
                   embed_dim=embed_dim,
                   pooling_func=pooling_func,
-                  two_emb_layer=two_emb_layer)
+                  two_emb_layer=two_emb_layer,
+                  m_channels=m_channels)
 
 
 def ResNet293(feat_dim: int,
               embed_dim: int,
               pooling_func: str = 'TSTP',
-              two_emb_layer: bool = False) -> ResNet:
+              two_emb_layer: bool = False,
+             m_channels: int = 32) -> ResNet:
     """ResNet-293: Bottleneck x [10, 20, 64, 3]."""
     return ResNet(Bottleneck, [10, 20, 64, 3],
                   feat_dim=feat_dim,
                   embed_dim=embed_dim,
                   pooling_func=pooling_func,
-                  two_emb_layer=two_emb_layer)
+                  two_emb_layer=two_emb_layer,
+                  m_channels=m_channels)
