@@ -32,7 +32,7 @@ TRAIN_CONFIG_KEYS = frozenset({
     "loss", "loss_args", "optimizer", "optimizer_args",
     "scheduler", "scheduler_args",
     "clip_grad", "grad_clip", "do_lm", "device",
-    "finetune", "freeze_layers", "encoder_lr_ratio",
+    "finetune", "freeze_layers", "encoder_lr_ratio", "save_batch_keys",
 })
 
 # Sections whose keys are free-form keyword arguments of some constructor;

@@ -142,7 +142,7 @@ class Trainer:
     def __init__(self, config: Dict, dist_info: DistInfo, precision: Optional[str] = None,
                  checkpoint: Optional[str] = None):
         from wespk.data.dataset import SpeakerDataset, count_utterances, read_spk2id
-        from wespk.losses import get_projection
+        from wespk.losses import build_loss, get_projection
         from wespk.models import get_speaker_model
 
         self.config = config
@@ -209,12 +209,7 @@ class Trainer:
             margin_args["epoch_iter"] = self.epoch_iter
             self.margin_scheduler = build_margin_scheduler(config["margin_scheduler"],
                                                            self.model.projection, **margin_args)
-        loss_args = dict(config.get("loss_args") or {})
-        if config.get("loss", "CrossEntropyLoss") != "CrossEntropyLoss":
-            raise ValueError(f"unknown loss {config['loss']!r}; known: CrossEntropyLoss")
-        self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=float(loss_args.pop("label_smoothing", 0.0)))
-        if loss_args:
-            raise ValueError(f"loss_args: unknown keys {sorted(loss_args)}")
+        self.criterion = build_loss(config.get("loss", "CrossEntropyLoss"), **(config.get("loss_args") or {}))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.clip_grad = config.get("clip_grad", config.get("grad_clip"))
         self.log_interval = int(config.get("log_batch_interval", 100))
@@ -222,6 +217,11 @@ class Trainer:
         self.save_epoch_interval = int(config.get("save_epoch_interval", 1))
         self.keep_last_k = int(config.get("keep_last_k", 0) or 0)
         self.history = MetricsHistory(os.path.join(self.exp_dir, "train_metrics.jsonl"))
+        # optional audit trail: which utterances each rank trained on, per step
+        self.batch_keys_path = None
+        if config.get("save_batch_keys"):
+            self.batch_keys_path = os.path.join(self.exp_dir, "batch_keys", f"rank{dist_info.rank}.txt")
+            os.makedirs(os.path.dirname(self.batch_keys_path), exist_ok=True)
         self.skipped_steps = 0
 
         # resume
@@ -272,6 +272,11 @@ class Trainer:
             self.start_epoch, self.start_step = epoch, done
         if self.dist.is_main:
             self.history.truncate_after(state["global_step"])
+        if self.batch_keys_path and os.path.exists(self.batch_keys_path):
+            with open(self.batch_keys_path, encoding="utf-8") as f:
+                keep = [line for line in f if (int(line.split()[0]), int(line.split()[1])) <= (epoch, done)]
+            with open(self.batch_keys_path, "w", encoding="utf-8") as f:
+                f.writelines(keep)
         logger.info("resumed from %s: epoch %d, %d of %d steps done", path, epoch, done, self.epoch_iter)
 
     def _save(self, epoch: int, step_in_epoch: int) -> None:
@@ -354,6 +359,9 @@ class Trainer:
                 lr = self.scheduler.step(global_step)
                 margin = self.margin_scheduler.step(global_step) if self.margin_scheduler else None
                 batch = next(batches)
+                if self.batch_keys_path:
+                    with open(self.batch_keys_path, "a", encoding="utf-8") as f:
+                        f.write(f"{epoch} {step + 1} {' '.join(batch['keys'])}\n")
                 result = self._train_step(batch)
                 steps_run += 1
                 if result is None:
