@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Download RIRS_NOISES (OpenSLR 28) and make an RIR data dir for reverberation.
+#
+# Usage: local/prepare_rirs_noises.sh [options] DOWNLOAD_DIR DATA_DIR
+#   --url URL            where rirs_noises.zip comes from
+#                        (default: https://www.openslr.org/resources/28/rirs_noises.zip)
+#   --rooms "smallroom mediumroom largeroom"   simulated room sizes to list
+#   --real true|false    also list the real RIRs of real_rirs_isotropic_noises
+#                        (multi-channel; the pipeline uses their first channel)
+#
+# DOWNLOAD_DIR gets rirs_noises.zip (about 1.2 GB) and RIRS_NOISES/ unpacked.
+# DATA_DIR gets wav.scp, utt2category (the room size, or "real") and utt2dur,
+# sorted. Use it with dataset_args.reverb_data: DATA_DIR. Each step is skipped
+# when its output is already complete, so the script can be re-run.
+set -euo pipefail
+
+# Configuration section.
+url=https://www.openslr.org/resources/28/rirs_noises.zip
+rooms="smallroom mediumroom largeroom"
+real=false
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+help_message=$(awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0")
+. "$repo/tools/parse_options.sh"
+if [ $# -ne 2 ]; then
+  echo "$help_message" >&2
+  exit 1
+fi
+download_dir=$1
+data_dir=$2
+
+log() { echo "$(date '+%F %T') [$(basename "$0"):${BASH_LINENO[0]}] $*"; }
+python=${PYTHON:-$repo/.venv/bin/python}
+[ -x "$python" ] || python=python3
+
+mkdir -p "$download_dir" "$data_dir"
+archive=$download_dir/rirs_noises.zip
+
+if [ ! -f "$archive" ]; then
+  log "downloading $url"
+  wget -c -O "$archive.part" "$url"
+  mv "$archive.part" "$archive"
+fi
+
+if [ ! -f "$download_dir/RIRS_NOISES/.extracted" ]; then
+  log "unpacking $archive"
+  unzip -q -o "$archive" -d "$download_dir"
+  touch "$download_dir/RIRS_NOISES/.extracted"
+fi
+
+log "listing RIRs ($rooms; real: $real) into $data_dir"
+tmp=$(mktemp -d "$data_dir/.prepare_rirs.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+top=$(cd "$download_dir/RIRS_NOISES" && pwd)
+: > "$tmp/wav.scp"
+: > "$tmp/utt2category"
+for room in $rooms; do
+  if [ ! -d "$top/simulated_rirs/$room" ]; then
+    echo "$0: $top/simulated_rirs/$room not found; is the archive complete?" >&2
+    exit 1
+  fi
+  # simulated_rirs/smallroom/Room001/Room001-00001.wav -> smallroom-Room001-00001
+  find "$top/simulated_rirs/$room" -name '*.wav' | while read -r path; do
+    key=$room-$(basename "$path" .wav)
+    echo "$key $path" >> "$tmp/wav.scp"
+    echo "$key $room" >> "$tmp/utt2category"
+  done
+done
+if [ "$real" = true ]; then
+  # rir_list lines name each real RIR file (the other files there are noises).
+  grep -o 'real_rirs_isotropic_noises/[^ ]*\.wav' "$top/real_rirs_isotropic_noises/rir_list" \
+    | LC_ALL=C sort -u | while read -r rel; do
+    key=real-$(basename "$rel" .wav)
+    echo "$key $top/$rel" >> "$tmp/wav.scp"
+    echo "$key real" >> "$tmp/utt2category"
+  done
+fi
+for f in wav.scp utt2category; do
+  LC_ALL=C sort -u "$tmp/$f" > "$tmp/$f.sorted"
+done
+if [ "$(cut -d' ' -f1 "$tmp/wav.scp.sorted" | uniq -d | head -n 1)" != "" ]; then
+  echo "$0: duplicate keys in the RIR listing" >&2
+  exit 1
+fi
+"$python" "$repo/tools/wav_to_duration.py" --nj 4 "$tmp/wav.scp.sorted" "$tmp/utt2dur"
+mv "$tmp/wav.scp.sorted" "$data_dir/wav.scp"
+mv "$tmp/utt2category.sorted" "$data_dir/utt2category"
+mv "$tmp/utt2dur" "$data_dir/utt2dur"
+log "$data_dir: $(wc -l < "$data_dir/wav.scp") RIRs"

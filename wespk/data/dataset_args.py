@@ -1,0 +1,106 @@
+"""``dataset_args``: the YAML keys of the data pipeline, their defaults and checks.
+
+Key names follow WeSpeaker's ``dataset_args`` where it has them; wespk's own
+keys are marked below. Unknown keys (at any level) are errors that list the
+known ones.
+"""
+
+import copy
+from typing import Any, Dict, Optional
+
+#: Every key with its default. Nested dicts are sections with their own keys.
+DATASET_ARGS_DEFAULTS: Dict[str, Any] = {
+    # Read by the training loop (utterances per epoch; 0 = the list size).
+    "sample_num_per_epoch": 0,
+    "shuffle": True,
+    "shuffle_args": {"shuffle_size": 2500},
+    "filter": True,
+    "filter_args": {"min_num_frames": 100, "max_num_frames": 800},
+    "resample_rate": 16000,
+    # wespk: false makes audio at any other rate bad input instead of resampling it.
+    "resample": True,
+    "speed_perturb": True,
+    # wespk: 'separate' gives each speed its own classes (x3), 'same' keeps them.
+    "speed_perturb_classes": "separate",
+    "num_frms": 200,
+    "aug_prob": 0.6,
+    # wespk: noise and RIR sets (Kaldi data dirs or wav.scp files).
+    "noise_data": None,
+    "reverb_data": None,
+    # wespk: SNR range in dB per noise category.
+    "noise_snr": {"noise": [0, 15], "music": [5, 15], "babble": [13, 20], "speech": [13, 20]},
+    # wespk: how many 'speech' files are summed into babble.
+    "babble_num_speakers": [3, 7],
+    "frontend": "fbank",
+    "fbank_args": {"num_mel_bins": 80, "frame_shift": 10, "frame_length": 25, "dither": 1.0,
+                   # wespk: kaldifeat | knf | auto
+                   "backend": "auto"},
+    # wespk: mean normalisation over time (WeSpeaker always does it).
+    "cmn": True,
+    "spec_aug": False,
+    "spec_aug_args": {"num_t_mask": 1, "num_f_mask": 1, "max_t": 10, "max_f": 8, "prob": 0.6},
+    # wespk: false | true (= energy) | energy | silero
+    "vad": False,
+    "vad_args": {},
+    # wespk: bad input raises instead of being skipped with a warning.
+    "strict": False,
+}
+
+#: Sections whose keys are free (checked by the component that uses them).
+FREE_SECTIONS = frozenset({"noise_snr", "vad_args"})
+
+
+def _merge(defaults: Dict[str, Any], given: Dict[str, Any], where: str) -> Dict[str, Any]:
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown {where} key(s) {unknown}; known keys: {sorted(defaults)}")
+    merged = copy.deepcopy(defaults)
+    for key, value in given.items():
+        default = defaults[key]
+        if isinstance(default, dict) and key not in FREE_SECTIONS:
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}.{key} must be a mapping, got {value!r}")
+            merged[key] = _merge(default, value, f"{where}.{key}")
+        elif key in FREE_SECTIONS:
+            if value is not None and not isinstance(value, dict):
+                raise ValueError(f"{where}.{key} must be a mapping, got {value!r}")
+            merged[key] = {**default, **(value or {})} if key == "noise_snr" else dict(value or {})
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve_dataset_args(dataset_args: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """``dataset_args`` with defaults filled in; raises ``ValueError`` on unknown
+    keys or invalid values."""
+    args = _merge(DATASET_ARGS_DEFAULTS, dict(dataset_args or {}), "dataset_args")
+    if args["speed_perturb_classes"] not in ("separate", "same"):
+        raise ValueError("dataset_args.speed_perturb_classes must be 'separate' or 'same', "
+                         f"got {args['speed_perturb_classes']!r}")
+    if args["frontend"] != "fbank":
+        raise ValueError(f"dataset_args.frontend {args['frontend']!r} is not supported by the "
+                         "data pipeline (only 'fbank')")
+    vad = args["vad"]
+    if vad is True:
+        args["vad"] = "energy"
+    elif vad in (False, None, "none", "false"):
+        args["vad"] = None
+    elif vad not in ("energy", "silero"):
+        raise ValueError(f"dataset_args.vad must be false, true, 'energy' or 'silero', got {vad!r}")
+    if not 0.0 <= float(args["aug_prob"]) <= 1.0:
+        raise ValueError(f"dataset_args.aug_prob must be in [0, 1], got {args['aug_prob']!r}")
+    num_frms = args["num_frms"]
+    if num_frms is not None and int(num_frms) < 0:
+        raise ValueError(f"dataset_args.num_frms must be >= 0, got {num_frms!r}")
+    for name, value in args["noise_snr"].items():
+        if not (isinstance(value, (list, tuple)) and len(value) == 2 and float(value[0]) <= float(value[1])):
+            raise ValueError(f"dataset_args.noise_snr.{name} must be [low, high] dB, got {value!r}")
+    low, high = args["babble_num_speakers"]
+    if not 1 <= int(low) <= int(high):
+        raise ValueError(f"dataset_args.babble_num_speakers must be [low, high] >= 1, "
+                         f"got {args['babble_num_speakers']!r}")
+    if int(args["shuffle_args"]["shuffle_size"]) < 1:
+        raise ValueError("dataset_args.shuffle_args.shuffle_size must be >= 1")
+    return args
