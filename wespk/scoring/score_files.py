@@ -34,7 +34,8 @@ LABEL_IS_TARGET: Dict[str, bool] = {"target": True, "nontarget": False}
 #: Placeholder written in the label column of files derived from unlabelled trials.
 UNKNOWN_LABEL = "unknown"
 
-_ASCII_WHITESPACE = np.array([ord(c) for c in " \t\n\r\x0b\x0c"], dtype=np.uint8)
+_IS_ASCII_WHITESPACE = np.zeros(256, dtype=bool)
+_IS_ASCII_WHITESPACE[[ord(c) for c in " \t\n\r\x0b\x0c"]] = True
 
 
 @dataclass
@@ -66,12 +67,13 @@ def _fields_per_line(data: bytes, text: str, num_tokens: int) -> np.ndarray:
     """Number of whitespace-separated fields on each line of ``data``, vectorised."""
     n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     buf = np.frombuffer(data, dtype=np.uint8)
-    is_space = np.isin(buf, _ASCII_WHITESPACE)
-    starts = ~is_space
-    starts[1:] &= is_space[:-1]
-    is_newline = buf == ord("\n")
-    line_of_byte = np.cumsum(is_newline) - is_newline
-    counts = np.bincount(line_of_byte[starts], minlength=n_lines)
+    is_space = _IS_ASCII_WHITESPACE[buf]
+    follows_space = np.empty_like(is_space)
+    follows_space[0] = True
+    follows_space[1:] = is_space[:-1]
+    token_starts = np.flatnonzero(follows_space & ~is_space)
+    newlines = np.flatnonzero(buf == ord("\n"))
+    counts = np.bincount(np.searchsorted(newlines, token_starts), minlength=n_lines)
     if int(counts.sum()) != num_tokens:
         # Non-ASCII whitespace (str.split also splits on e.g. U+00A0): count slowly.
         counts = np.array([len(line.split()) for line in text.split("\n")[:n_lines]], dtype=np.int64)
@@ -212,6 +214,10 @@ class ScoreTable:
             raise ValueError(f"{self.path}: score file has no label column")
         return labels_to_targets(self.labels)
 
+    def line_of(self, row: int) -> int:
+        """The 1-based file line of ``row``."""
+        return int(self.line_numbers[row])
+
     def trial_list(self) -> TrialList:
         """The trials of this file (keys, labels and lines) without the scores."""
         return TrialList(self.path, self.enroll, self.test, self.labels, self.line_numbers)
@@ -256,6 +262,25 @@ def format_fixed(values: np.ndarray, decimals: int) -> List[str]:
     return [fmt % v for v in np.asarray(values, dtype=np.float64).tolist()]
 
 
+def round_like_format(values: np.ndarray, text: Sequence[str], decimals: int) -> np.ndarray:
+    """``float(text[i])`` for every ``i``, where ``text == format_fixed(values, decimals)``, mostly without parsing.
+
+    ``rint(x * 10**d) / 10**d`` is the same double as parsing the correctly
+    rounded ``'%.{d}f'`` string, except where ``x * 10**d`` lies within a
+    rounding error of a half-way point; those few values are parsed from
+    ``text``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    scale = 10.0 ** decimals
+    scaled = values * scale
+    result = np.rint(scaled) / scale
+    distance_to_half = np.abs(scaled - np.floor(scaled) - 0.5)
+    risky = (distance_to_half <= 4 * np.spacing(np.abs(scaled))) | (np.abs(scaled) >= 2.0 ** 52)
+    for index in np.flatnonzero(risky):
+        result[index] = float(text[index])
+    return result
+
+
 def write_score_file(path: PathLike, enroll: Sequence[str], test: Sequence[str], scores: Union[np.ndarray, Sequence[str]],
                      labels: Optional[Sequence[str]] = None, decimals: Optional[int] = 5) -> None:
     """Write ``enroll test score [label]`` lines atomically.
@@ -264,19 +289,18 @@ def write_score_file(path: PathLike, enroll: Sequence[str], test: Sequence[str],
     shortest round-trip form when ``decimals`` is None) or a list of
     already-formatted strings.
     """
-    if len(scores) and isinstance(scores[0], str):
-        score_text = list(scores)
-    elif decimals is None:
-        score_text = [repr(v) for v in np.asarray(scores, dtype=np.float64).tolist()]
-    else:
-        score_text = format_fixed(scores, decimals)
-    if not (len(enroll) == len(test) == len(score_text)) or (labels is not None and len(labels) != len(enroll)):
+    if not (len(enroll) == len(test) == len(scores)) or (labels is not None and len(labels) != len(enroll)):
         raise ValueError("enroll, test, scores and labels must have the same length")
+    if len(scores) and isinstance(scores[0], str):
+        values, score_format = list(scores), "%s"
+    elif decimals is None:
+        values, score_format = [repr(v) for v in np.asarray(scores, dtype=np.float64).tolist()], "%s"
+    else:
+        values, score_format = np.asarray(scores, dtype=np.float64).tolist(), f"%.{decimals}f"
+    columns = [enroll, test, values] + ([labels] if labels is not None else [])
+    line_format = " ".join(["%s", "%s", score_format] + (["%s"] if labels is not None else [])) + "\n"
     with atomic_output(path) as f:
-        if labels is None:
-            f.writelines(f"{e} {t} {s}\n" for e, t, s in zip(enroll, test, score_text))
-        else:
-            f.writelines(f"{e} {t} {s} {lab}\n" for e, t, s, lab in zip(enroll, test, score_text, labels))
+        f.writelines([line_format % fields for fields in zip(*columns)])
 
 
 def write_score_norm_file(path: PathLike, enroll: Sequence[str], test: Sequence[str], normed_scores: np.ndarray,
@@ -288,13 +312,16 @@ def write_score_norm_file(path: PathLike, enroll: Sequence[str], test: Sequence[
     test_cohort_mean`` with the score at 5 decimals and the rest at 4; the
     label field is left out when ``labels`` is None.
     """
-    columns = [format_fixed(normed_scores, 5)]
+    numbers = [np.asarray(v, dtype=np.float64).tolist()
+               for v in (enroll_mag, test_mag, enroll_cohort_mean, test_cohort_mean)]
+    columns = [enroll, test, np.asarray(normed_scores, dtype=np.float64).tolist()]
+    line_format = "%s %s %.5f"
     if labels is not None:
-        columns.append(list(labels))
-    for values in (enroll_mag, test_mag, enroll_cohort_mean, test_cohort_mean):
-        columns.append(format_fixed(values, 4))
+        columns.append(labels)
+        line_format += " %s"
+    line_format += " %.4f %.4f %.4f %.4f\n"
     with atomic_output(path) as f:
-        f.writelines(" ".join(fields) + "\n" for fields in zip(enroll, test, *columns))
+        f.writelines([line_format % fields for fields in zip(*columns, *numbers)])
 
 
 def index_trial_keys(trials: TrialList, key_to_row: Dict[str, int], source: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -304,8 +331,8 @@ def index_trial_keys(trials: TrialList, key_to_row: Dict[str, int], source: str)
     line and the key; ``source`` names where the embeddings came from.
     """
     try:
-        enroll_rows = np.fromiter((key_to_row[k] for k in trials.enroll), dtype=np.int64, count=len(trials))
-        test_rows = np.fromiter((key_to_row[k] for k in trials.test), dtype=np.int64, count=len(trials))
+        enroll_rows = np.array(list(map(key_to_row.__getitem__, trials.enroll)), dtype=np.int64)
+        test_rows = np.array(list(map(key_to_row.__getitem__, trials.test)), dtype=np.int64)
     except KeyError:
         for row, (enroll, test) in enumerate(zip(trials.enroll, trials.test)):
             for side, key in (("enroll", enroll), ("test", test)):
@@ -314,11 +341,4 @@ def index_trial_keys(trials: TrialList, key_to_row: Dict[str, int], source: str)
                                         f"{side} key {key!r} has no embedding in {source}") from None
         raise
     return enroll_rows, test_rows
-
-
-def check_finite(values: np.ndarray, what: str) -> None:
-    """Raise ValueError when ``values`` holds NaN or Inf."""
-    if not np.all(np.isfinite(values)):
-        count = int(np.count_nonzero(~np.isfinite(values)))
-        raise ValueError(f"{what}: {count} values are NaN or Inf")
 

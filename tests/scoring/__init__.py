@@ -1,0 +1,1 @@
+"""Tests of the scoring back end (wespk.scoring and its entry points)."""

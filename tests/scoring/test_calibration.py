@@ -1,0 +1,146 @@
+"""QMF calibration against WeSpeaker's golden run (factor files, model, calibrated scores)."""
+
+import numpy as np
+import pytest
+import torch
+
+from wespk.io.files import DataFileError
+from wespk.scoring.calibration import (apply_qmf, gather_factors, load_qmf_model, read_factors, save_qmf_model,
+                                       train_qmf, train_qmf_on_factors, write_calibrated_scores, write_factors)
+from wespk.scoring.calibration_trials import read_durations
+from wespk.scoring.metrics import cllr
+from wespk.scoring.score_files import read_score_file, read_score_norm_file
+
+FACTOR_FILES = {  # golden score-norm file -> golden factor file
+    "cali_trials_asnorm100_mean": "asnorm100_mean_cali_trials",
+    "asnorm100_mean": "asnorm100_mean_trials",
+}
+
+
+@pytest.fixture(scope="module")
+def golden_model(golden_scoring):
+    return torch.load(golden_scoring / "calibration/calibration_model.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("score_name", sorted(FACTOR_FILES))
+def test_factor_files_are_byte_identical(golden_scoring, tmp_path, score_name):
+    durations = read_durations(golden_scoring / "utt2dur.txt")
+    factors = gather_factors(read_score_norm_file(golden_scoring / f"scores/{score_name}.score.txt"), durations, 20)
+    write_factors(tmp_path / "factors", factors)
+    golden_path = golden_scoring / f"calibration/{FACTOR_FILES[score_name]}.calibration.txt"
+    assert (tmp_path / "factors").read_text() == golden_path.read_text()
+    # in memory, the features are the rounded values of the file
+    np.testing.assert_array_equal(factors.features, read_factors(golden_path).features)
+
+
+def test_training_reproduces_golden_model_bit_for_bit(golden_scoring, golden_model, tmp_path):
+    factors = read_factors(golden_scoring / "calibration/asnorm100_mean_cali_trials.calibration.txt")
+    result = train_qmf_on_factors(factors)
+    assert result.num_steps == 43  # NOTES.md: 43 outer LBFGS steps before the early stop
+    assert set(result.state_dict) == {"linear.weight", "linear.bias"}
+    for key, value in golden_model.items():
+        assert result.state_dict[key].dtype == torch.float64
+        assert torch.equal(result.state_dict[key], value), key
+    assert result.final_cllr == pytest.approx(0.1225, abs=5e-5)
+    save_qmf_model(tmp_path / "model.pt", result.state_dict)
+    for key, value in load_qmf_model(tmp_path / "model.pt").items():
+        assert torch.equal(value, golden_model[key])
+
+
+def test_calibrated_scores_match_golden(golden_scoring, golden_model, tmp_path):
+    factors = read_factors(golden_scoring / "calibration/asnorm100_mean_trials.calibration.txt")
+    golden_path = golden_scoring / "scores/cali_asnorm100_mean.score.txt"
+    golden = read_score_file(golden_path)
+    # WeSpeaker rounds the weights to float32 at inference: reproduced exactly on request
+    write_calibrated_scores(tmp_path / "cali", factors, apply_qmf(golden_model, factors.features, float32_weights=True))
+    assert (tmp_path / "cali").read_text() == golden_path.read_text()
+    llrs = apply_qmf(golden_model, factors.features)
+    assert np.max(np.abs(llrs - golden.scores)) <= 1e-6
+    # calibrated scores have a much lower Cllr than the raw AS-norm scores (NOTES.md: 0.350 -> 0.162)
+    assert cllr(factors.features[:, 0], golden.is_target) == pytest.approx(0.350, abs=1e-3)
+    assert cllr(llrs, golden.is_target) == pytest.approx(0.162, abs=5e-4)
+
+
+def test_feature_layout_and_values():
+    from wespk.scoring.score_files import ScoreTable
+
+    table = ScoreTable(path="normed", enroll=["a"], test=["b"], scores=np.array([1.5]), score_text=["1.50000"],
+                       labels=["target"], line_numbers=np.array([1]), quality=np.array([[12.0, 10.0, 0.2, 0.1]]))
+    factors = gather_factors(table, {"a": 30.0, "b": 4.0}, max_dur=20)
+    assert [column[0] for column in factors.feature_text] == [
+        "1.50000", "4.0000", "20.0000", "16.0000", "5.0000",
+        "10.0000", "12.0000", "2.0000", "1.2000", "0.1000", "0.2000", "0.1000", "2.0000"]
+    without = gather_factors(table, None)
+    assert without.num_features == 9 and without.feature_names[1] == "mag_min"
+
+
+def test_gather_errors_name_the_line(golden_scoring, tmp_path):
+    table = read_score_norm_file(golden_scoring / "scores/asnorm100_mean.score.txt")
+    durations = read_durations(golden_scoring / "utt2dur.txt")
+    first_test = table.test[0]
+    del durations[first_test]
+    with pytest.raises(DataFileError, match=f":1: no duration \\(utt2dur\\) for '{first_test}'"):
+        gather_factors(table, durations)
+    zero = tmp_path / "zero"
+    zero.write_text("a b 1.0 target 10.0 11.0 0.0000 0.1\n")
+    with pytest.raises(DataFileError, match=":1: cohort mean: the smaller value is 0"):
+        gather_factors(read_score_norm_file(zero), None)
+
+
+def test_training_from_own_pipeline_factors_is_close(golden_scoring, golden_embeddings, tmp_path):
+    """Loose check: factors recomputed from our own AS-norm give a model as good as the golden one."""
+    from wespk.scoring.cosine import EmbeddingSet, mean_embedding, prepare_embeddings, score_trials
+    from wespk.scoring.score_files import read_trial_list, write_score_norm_file
+    from wespk.scoring.score_norm import asnorm
+
+    root = golden_scoring
+    cohort_utts = EmbeddingSet.from_scp(golden_embeddings.cohort_utts)
+    eval_set = EmbeddingSet.from_scp(golden_embeddings.eval)
+    cohort = EmbeddingSet.from_scp(golden_embeddings.cohort)
+    mean_vec = mean_embedding(cohort_utts.matrix)
+    durations = read_durations(root / "utt2dur.txt")
+    factor_tables = {}
+    for name, trials_file, embeddings in (("cali", "cali_trials.txt", cohort_utts), ("eval", "trials.txt", eval_set)):
+        trials = read_trial_list(root / "trials" / trials_file)
+        scores, enroll, test = score_trials(trials, embeddings, mean_vec)
+        scores = np.round(scores, 5)  # the score file holds 5 decimals
+        result = asnorm(scores, enroll, test, prepare_embeddings(embeddings.matrix, mean_vec),
+                        prepare_embeddings(cohort.matrix, mean_vec), 100, progress=False)
+        path = tmp_path / f"{name}.normed"
+        write_score_norm_file(path, trials.enroll, trials.test, result.scores, trials.labels, result.magnitude[enroll],
+                              result.magnitude[test], result.mean[enroll], result.mean[test])
+        factor_tables[name] = gather_factors(read_score_norm_file(path), durations)
+    trained = train_qmf_on_factors(factor_tables["cali"])
+    assert trained.final_cllr == pytest.approx(0.1225, abs=0.01)
+    eval_factors = factor_tables["eval"]
+    is_target = np.array([label == "target" for label in eval_factors.labels])
+    assert cllr(apply_qmf(trained.state_dict, eval_factors.features), is_target) == pytest.approx(0.162, abs=0.01)
+
+
+def test_training_separates_classes_and_needs_both():
+    rng = np.random.default_rng(7)
+    labels = rng.random(400) < 0.3
+    scores = np.where(labels, 2.0, -2.0) + rng.standard_normal(400)
+    features = np.stack([scores, rng.uniform(1, 2, 400)], axis=1)
+    result = train_qmf(features, labels)
+    llrs = apply_qmf(result.state_dict, features)
+    assert result.final_cllr < result.initial_cllr
+    assert cllr(llrs, labels) == pytest.approx(result.final_cllr, abs=1e-9)
+    with pytest.raises(ValueError, match="both target and non-target"):
+        train_qmf(features, np.ones(400, bool))
+    with pytest.raises(ValueError, match="expects 2 features"):
+        apply_qmf(result.state_dict, features[:, :1])
+
+
+def test_unlabelled_trials_are_applied_but_not_trained(golden_scoring, golden_model, tmp_path):
+    lines = (golden_scoring / "scores/asnorm100_mean.score.txt").read_text().splitlines()[:20]
+    unlabelled = tmp_path / "normed"
+    unlabelled.write_text("".join(" ".join(f[:3] + f[4:]) + "\n" for f in (line.split() for line in lines)))
+    factors = gather_factors(read_score_norm_file(unlabelled), read_durations(golden_scoring / "utt2dur.txt"))
+    assert set(factors.labels) == {"unknown"}
+    write_factors(tmp_path / "factors", factors)
+    assert read_factors(tmp_path / "factors").labels == factors.labels
+    with pytest.raises(DataFileError, match=":1: 20 trials have no label"):
+        train_qmf_on_factors(read_factors(tmp_path / "factors"))
+    write_calibrated_scores(tmp_path / "cali", factors, apply_qmf(golden_model, factors.features))
+    assert [len(line.split()) for line in (tmp_path / "cali").read_text().splitlines()] == [3] * 20

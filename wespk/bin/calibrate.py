@@ -1,0 +1,189 @@
+"""QMF score calibration: gather quality factors, train on a calibration list, apply to evaluation lists.
+
+python -m wespk.bin.calibrate gather --utt2dur UTT2DUR [UTT2DUR ...] [--max_dur 20] [--drop_duration] \\
+    --input NORMED.score --output FACTORS.calibration [--input ... --output ...]
+python -m wespk.bin.calibrate train (--factors CALI.calibration | --scores CALI_NORMED.score --utt2dur ...) \\
+    --model calibration_model.pt
+python -m wespk.bin.calibrate apply --model calibration_model.pt \\
+    (--factors EVAL.calibration | --scores EVAL_NORMED.score --utt2dur ...) --output QMF.score [... --output ...]
+python -m wespk.bin.calibrate run --utt2dur ... --cali_input CALI_NORMED.score --model calibration_model.pt \\
+    --input EVAL_NORMED.score --output QMF.score [--input ... --output ...] [--factors_dir DIR]
+
+``gather`` reads score-norm files (``python -m wespk.bin.score_norm``) and writes
+WeSpeaker's factor layout ``enroll test label score dmin dmax ddiff dratio mmin
+mmax mdiff mratio cmin cmax cdiff cratio``. ``train`` fits the linear fusion by
+minimising Cllr (WeSpeaker's LBFGS procedure) and saves a state_dict with
+``linear.weight``/``linear.bias`` (float64). ``apply`` writes ``enroll test llr
+label``, the llr at full precision. ``train`` and ``apply`` take either factor
+files or score-norm files (then the factors are gathered on the fly with the
+``--utt2dur``/``--max_dur``/``--drop_duration`` options). ``run`` does all
+three.
+"""
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+import numpy as np
+
+from wespk.io.files import DataFileError
+from wespk.scoring.calibration import (DEFAULT_MAX_DUR, apply_qmf, gather_factors, load_qmf_model, read_factors,
+                                       save_qmf_model, train_qmf_on_factors, write_calibrated_scores, write_factors)
+from wespk.scoring.calibration_trials import read_durations
+from wespk.scoring.metrics import cllr
+from wespk.scoring.score_files import read_score_norm_file
+from wespk.utils.logs import setup_logging
+
+logger = logging.getLogger("wespk.bin.calibrate")
+
+
+def _add_gather_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--utt2dur", nargs="+", default=[],
+                        help="utt2dur file(s) covering every utterance of the trials")
+    parser.add_argument("--max_dur", type=float, default=DEFAULT_MAX_DUR,
+                        help=f"cap durations at this many seconds (default {DEFAULT_MAX_DUR:g})")
+    parser.add_argument("--drop_duration", action="store_true",
+                        help="leave the four duration features out (no utt2dur needed)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m wespk.bin.calibrate", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n", 2)[2])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gather = commands.add_parser("gather", help="score-norm file(s) + utt2dur -> factor file(s)")
+    _add_gather_options(gather)
+    gather.add_argument("--input", action="append", required=True, help="score-norm file (repeatable)")
+    gather.add_argument("--output", action="append", required=True, help="factor file for the matching --input")
+
+    train = commands.add_parser("train", help="calibration list (factors or score-norm file) -> model")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--factors", help="factor file of the calibration trials (labelled)")
+    source.add_argument("--scores", help="score-norm file of the calibration trials (factors gathered here)")
+    _add_gather_options(train)
+    train.add_argument("--model", required=True, help="where to save the model state_dict")
+    _add_train_options(train)
+
+    apply = commands.add_parser("apply", help="model + factor or score-norm file(s) -> calibrated score file(s)")
+    apply.add_argument("--model", required=True)
+    sources = apply.add_mutually_exclusive_group(required=True)
+    sources.add_argument("--factors", action="append", help="factor file (repeatable)")
+    sources.add_argument("--scores", action="append", help="score-norm file (repeatable; factors gathered here)")
+    _add_gather_options(apply)
+    apply.add_argument("--output", action="append", required=True,
+                       help="calibrated scores for the matching --factors / --scores")
+    _add_apply_options(apply)
+
+    run = commands.add_parser("run", help="gather + train + apply in one go")
+    _add_gather_options(run)
+    run.add_argument("--cali_input", required=True, help="score-norm file of the calibration trials")
+    run.add_argument("--model", required=True, help="where to save the model state_dict")
+    run.add_argument("--input", action="append", required=True, help="score-norm file to calibrate (repeatable)")
+    run.add_argument("--output", action="append", required=True, help="calibrated scores for the matching --input")
+    run.add_argument("--factors_dir", help="also keep the factor files here (<input name>.calibration)")
+    _add_train_options(run)
+    _add_apply_options(run)
+    return parser
+
+
+def _add_apply_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--float32_weights", action="store_true",
+                        help="round the model weights to float32 before applying them, as WeSpeaker's "
+                             "infer_calibration does (to reproduce its scores exactly)")
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max_epochs", type=int, default=50, help="outer LBFGS steps at most (default 50)")
+    parser.add_argument("--lr", type=float, default=0.01, help="LBFGS learning rate (default 0.01)")
+
+
+def _durations(args):
+    if args.drop_duration:
+        return None
+    if not args.utt2dur:
+        raise ValueError("--utt2dur is required unless --drop_duration is given")
+    return read_durations(args.utt2dur)
+
+
+def _gather(input_path, durations, max_dur):
+    factors = gather_factors(read_score_norm_file(input_path), durations, max_dur)
+    logger.info("%s: %d trials, %d features", input_path, len(factors), factors.num_features)
+    return factors
+
+
+def _train(factors, model_path, args):
+    result = train_qmf_on_factors(factors, max_epochs=args.max_epochs, lr=args.lr)
+    save_qmf_model(model_path, result.state_dict)
+    labelled = np.array([label == "target" for label in factors.labels])
+    raw = cllr(factors.features[:, 0], labelled)
+    print(f"{factors.path}: {len(factors)} calibration trials; Cllr of the raw score {raw:.4f}, "
+          f"after QMF {result.final_cllr:.4f} ({result.num_steps} LBFGS steps) -> {model_path}")
+    return result
+
+
+def _apply(state, factors, output_path, float32_weights):
+    llrs = apply_qmf(state, factors.features, float32_weights)
+    write_calibrated_scores(output_path, factors, llrs)
+    known = np.array([label != "unknown" for label in factors.labels])
+    if known.all():
+        is_target = np.array([label == "target" for label in factors.labels])
+        if 0 < is_target.sum() < len(is_target):
+            print(f"{output_path}: Cllr {cllr(factors.features[:, 0], is_target):.4f} (raw score) -> "
+                  f"{cllr(llrs, is_target):.4f} (calibrated)")
+    logger.info("%s -> %s", factors.path, output_path)
+
+
+def _factor_tables(args, factor_paths, score_paths):
+    """Factor tables from factor files, or gathered from score-norm files."""
+    if factor_paths:
+        return [read_factors(path) for path in factor_paths]
+    durations = _durations(args)
+    return [_gather(path, durations, args.max_dur) for path in score_paths]
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("gather", "run") and len(args.input) != len(args.output):
+        parser.error("give one --output per --input")
+    if args.command == "apply" and len(args.factors or args.scores) != len(args.output):
+        parser.error("give one --output per --factors / --scores")
+    setup_logging()
+    start = time.perf_counter()
+    try:
+        if args.command == "gather":
+            durations = _durations(args)
+            for input_path, output_path in zip(args.input, args.output):
+                write_factors(output_path, _gather(input_path, durations, args.max_dur))
+        elif args.command == "train":
+            factors, = _factor_tables(args, [args.factors] if args.factors else [], [args.scores])
+            _train(factors, args.model, args)
+        elif args.command == "apply":
+            state = load_qmf_model(args.model)
+            for factors, output_path in zip(_factor_tables(args, args.factors, args.scores), args.output):
+                _apply(state, factors, output_path, args.float32_weights)
+        else:
+            durations = _durations(args)
+            cali_factors = _gather(args.cali_input, durations, args.max_dur)
+            if args.factors_dir:
+                write_factors(os.path.join(args.factors_dir, os.path.basename(args.cali_input) + ".calibration"),
+                              cali_factors)
+            state = _train(cali_factors, args.model, args).state_dict
+            for input_path, output_path in zip(args.input, args.output):
+                factors = _gather(input_path, durations, args.max_dur)
+                if args.factors_dir:
+                    write_factors(os.path.join(args.factors_dir, os.path.basename(input_path) + ".calibration"),
+                                  factors)
+                _apply(state, factors, output_path, args.float32_weights)
+        logger.info("done in %.2f s", time.perf_counter() - start)
+    except (DataFileError, ValueError) as e:
+        print(f"wespk.bin.calibrate: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

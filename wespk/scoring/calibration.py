@@ -1,0 +1,317 @@
+"""QMF calibration: a logistic-regression fusion of the score with quality measures.
+
+This follows WeSpeaker's ``bin/score_calibration.py`` (see
+``shared/golden/scoring/NOTES.md`` sections 4 to 6):
+
+1. :func:`gather_factors` turns a score-norm file (normalised score, embedding
+   magnitudes, cohort means) plus utterance durations into a factor table:
+   for each pair (durations capped at ``max_dur``, magnitudes, cohort means)
+   the side-independent ``min, max, max - min, max / min``, formatted with 4
+   decimals. Line layout: ``enroll test label score dmin dmax ddiff dratio
+   mmin mmax mdiff mratio cmin cmax cdiff cratio``.
+2. :func:`train_qmf` fits ``llr = w . [score, factors] + b`` in float64 by
+   minimising Cllr with ``torch.optim.LBFGS(lr=0.01)`` (default inner
+   settings, no line search), at most 50 outer steps, stopping as soon as an
+   outer step improves the loss by less than 1e-4 bits. Weights start at
+   ``1/D`` (rounded to float32, as ``nn.Linear`` in float32 then ``.double()``
+   does) and the bias at 0. With the same data this reproduces WeSpeaker's
+   ``calibration_model.pt`` bit for bit.
+3. :func:`apply_qmf` maps factor rows to calibrated scores, which are
+   log-likelihood ratios (natural log).
+
+The features are used exactly as written in the factor file (4 decimals);
+the in-memory tables here hold those rounded values too, so training from a
+file or from memory gives the same model.
+"""
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from wespk.io.files import DataFileError, atomic_output
+from wespk.scoring.score_files import (UNKNOWN_LABEL, ScoreTable, check_label_column, format_fixed,
+                                       parse_float_column, read_text_table, round_like_format, write_score_file)
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+#: Durations are capped at this many seconds before building features (WeSpeaker's recipe value).
+DEFAULT_MAX_DUR = 20.0
+#: Names of the feature columns of a factor file, in order (score first).
+FACTOR_NAMES = ("score",
+                "dur_min", "dur_max", "dur_diff", "dur_ratio",
+                "mag_min", "mag_max", "mag_diff", "mag_ratio",
+                "cohort_mean_min", "cohort_mean_max", "cohort_mean_diff", "cohort_mean_ratio")
+
+
+@dataclass
+class CalibrationFactors:
+    """A factor table: one row of features per trial, the score in column 0.
+
+    ``features`` holds the values as written in the factor file (score as in
+    the score-norm file, the rest rounded to 4 decimals); ``feature_text``
+    holds those strings. ``labels`` are ``target``, ``nontarget`` or
+    ``unknown`` (trials without a key).
+    """
+
+    path: str
+    enroll: List[str]
+    test: List[str]
+    labels: List[str]
+    features: np.ndarray
+    feature_text: List[List[str]]
+    line_numbers: Optional[np.ndarray] = None
+    feature_names: Sequence[str] = field(default_factory=lambda: FACTOR_NAMES)
+
+    def __len__(self) -> int:
+        return len(self.enroll)
+
+    @property
+    def num_features(self) -> int:
+        return int(self.features.shape[1])
+
+
+def _pair_features(first: np.ndarray, second: np.ndarray, what: str,
+                   table: ScoreTable) -> Tuple[List[List[str]], List[np.ndarray]]:
+    """``min, max, max-min, max/min`` of two columns: the 4-decimal strings and their values."""
+    low = np.minimum(first, second)
+    high = np.maximum(first, second)
+    zero = np.flatnonzero(low == 0)
+    if len(zero):
+        row = int(zero[0])
+        raise DataFileError(table.path, table.line_of(row),
+                            f"{what}: the smaller value is 0, so the ratio max/min is undefined")
+    negative = int(np.count_nonzero(low < 0))
+    if negative:
+        logger.warning("%s: %d trials have a negative minimum %s; their max/min ratio is not meaningful "
+                       "(S-norm cohort means can be negative; QMF is designed for AS-norm)",
+                       table.path, negative, what)
+    texts, values = [], []
+    for column in (low, high, high - low, high / low):
+        text = format_fixed(column, 4)
+        texts.append(text)
+        values.append(round_like_format(column, text, 4))
+    return texts, values
+
+
+def gather_factors(score_norm: ScoreTable, durations: Optional[Mapping[str, float]],
+                   max_dur: float = DEFAULT_MAX_DUR) -> CalibrationFactors:
+    """Build the QMF factor table from a score-norm file and utterance durations.
+
+    ``score_norm`` is a table read with
+    :func:`~wespk.scoring.score_files.read_score_norm_file`. ``durations``
+    maps utterance keys to seconds; pass None to leave the four duration
+    features out (WeSpeaker's ``drop_duration``). A trial whose key has no
+    duration is an error naming the score file line.
+    """
+    if score_norm.quality is None:
+        raise ValueError(f"{score_norm.path}: not a score-norm file (no magnitude / cohort-mean columns)")
+    columns: List[List[str]] = [list(score_norm.score_text)]
+    values: List[np.ndarray] = [score_norm.scores]
+    pairs = []
+    if durations is not None:
+        try:
+            enroll_dur = np.fromiter((durations[k] for k in score_norm.enroll), np.float64, len(score_norm))
+            test_dur = np.fromiter((durations[k] for k in score_norm.test), np.float64, len(score_norm))
+        except KeyError:
+            for row, (enroll, test) in enumerate(zip(score_norm.enroll, score_norm.test)):
+                for key in (enroll, test):
+                    if key not in durations:
+                        raise DataFileError(score_norm.path, score_norm.line_of(row),
+                                            f"no duration (utt2dur) for {key!r}") from None
+            raise
+        pairs.append((np.minimum(enroll_dur, max_dur), np.minimum(test_dur, max_dur), "duration"))
+    quality = score_norm.quality
+    pairs.append((quality[:, 0], quality[:, 1], "magnitude"))
+    pairs.append((quality[:, 2], quality[:, 3], "cohort mean"))
+    for first, second, what in pairs:
+        texts, numbers = _pair_features(first, second, what, score_norm)
+        columns += texts
+        values += numbers
+    features = np.stack(values, axis=1)
+    names = FACTOR_NAMES if durations is not None else (FACTOR_NAMES[:1] + FACTOR_NAMES[5:])
+    labels = list(score_norm.labels) if score_norm.labels is not None else [UNKNOWN_LABEL] * len(score_norm)
+    return CalibrationFactors(path=score_norm.path, enroll=list(score_norm.enroll), test=list(score_norm.test),
+                              labels=labels, features=features, feature_text=columns,
+                              line_numbers=score_norm.line_numbers, feature_names=names)
+
+
+def write_factors(path: PathLike, factors: CalibrationFactors) -> None:
+    """Write a factor table atomically in WeSpeaker's ``.calibration`` layout."""
+    with atomic_output(path) as f:
+        f.writelines(" ".join(fields) + "\n"
+                     for fields in zip(factors.enroll, factors.test, factors.labels, *factors.feature_text))
+
+
+def read_factors(path: PathLike) -> CalibrationFactors:
+    """Read a factor file (``enroll test label score f1 ... fK``, 9 or 13 numeric columns)."""
+    table = read_text_table(path, (12, 16), "calibration factor file")
+    labels = check_label_column(table, 2, allow_unknown=True)
+    num_features = table.num_columns - 3
+    names = FACTOR_NAMES if num_features == 13 else (FACTOR_NAMES[:1] + FACTOR_NAMES[5:])
+    features = np.stack([parse_float_column(table, 3 + i, name) for i, name in enumerate(names)], axis=1)
+    return CalibrationFactors(path=table.path, enroll=table.columns[0], test=table.columns[1], labels=labels,
+                              features=features, feature_text=table.columns[3:],
+                              line_numbers=table.line_numbers, feature_names=names)
+
+
+class QualityMeasureFusion(nn.Module):
+    """The QMF model: one linear layer ``[score, factors] -> llr``.
+
+    The parameter names (``linear.weight`` ``[1, D]``, ``linear.bias``
+    ``[1]``) match WeSpeaker's ``LinearModel``, so its
+    ``calibration_model.pt`` loads as it is.
+    """
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.linear = nn.Linear(num_features, 1)
+        nn.init.constant_(self.linear.weight, 1.0 / num_features)
+        nn.init.constant_(self.linear.bias, 0.0)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features)
+
+
+def cllr_loss(target_llrs: torch.Tensor, nontarget_llrs: torch.Tensor) -> torch.Tensor:
+    """Cllr in bits, as a differentiable torch expression (WeSpeaker's form, log1p(exp(.)))."""
+    target_cost = torch.log1p(torch.exp(-target_llrs)).mean()
+    nontarget_cost = torch.log1p(torch.exp(nontarget_llrs)).mean()
+    return 0.5 * (target_cost + nontarget_cost) / math.log(2.0)
+
+
+@dataclass
+class TrainingResult:
+    """The fitted state_dict and the loss history (bits) of the outer LBFGS steps."""
+
+    state_dict: Dict[str, torch.Tensor]
+    step_losses: List[float]
+    initial_cllr: float
+    final_cllr: float
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.step_losses)
+
+
+def train_qmf(features: np.ndarray, is_target: np.ndarray, max_epochs: int = 50, lr: float = 0.01,
+              min_improvement: float = 1e-4) -> TrainingResult:
+    """Fit the QMF linear model on labelled feature rows by minimising Cllr.
+
+    ``features`` is ``[N, D]`` (score first), ``is_target`` a boolean array.
+    Targets and non-targets keep their file order. Each of at most
+    ``max_epochs`` outer steps is one ``LBFGS.step`` (up to 20 inner
+    iterations, history kept across steps); training stops when the loss that
+    ``step`` returns (the loss at the start of the step) is less than
+    ``min_improvement`` below the best so far.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    is_target = np.asarray(is_target, dtype=bool)
+    if features.ndim != 2 or len(features) != len(is_target):
+        raise ValueError("features must be [N, D] with one label per row")
+    if not is_target.any() or is_target.all():
+        raise ValueError("calibration needs both target and non-target trials")
+    # The problem is tiny (D ~ 13): intra-op threads only add synchronisation cost, and these sizes are
+    # below torch's parallel grain anyway, so one thread gives the same numbers, several times faster.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_qmf_single_thread(features, is_target, max_epochs, lr, min_improvement)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_qmf_single_thread(features: np.ndarray, is_target: np.ndarray, max_epochs: int, lr: float,
+                             min_improvement: float) -> TrainingResult:
+    target = torch.from_numpy(np.ascontiguousarray(features[is_target]))
+    nontarget = torch.from_numpy(np.ascontiguousarray(features[~is_target]))
+    model = QualityMeasureFusion(features.shape[1]).double()
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=lr)
+
+    def closure():
+        optimizer.zero_grad()
+        nontarget_llrs = model(nontarget)
+        target_llrs = model(target)
+        loss = cllr_loss(target_llrs, nontarget_llrs)
+        loss.backward()
+        return loss
+
+    with torch.no_grad():
+        initial = float(cllr_loss(model(target), model(nontarget)))
+    logger.info("QMF training on %d target and %d non-target trials, %d features; initial Cllr %.4f",
+                len(target), len(nontarget), features.shape[1], initial)
+    best = math.inf
+    step_losses: List[float] = []
+    for epoch in range(max_epochs):
+        loss = float(optimizer.step(closure).detach())
+        step_losses.append(loss)
+        logger.info("QMF step %d: Cllr %.6f at step start", epoch + 1, loss)
+        if best - loss < min_improvement:
+            break
+        best = min(best, loss)
+    with torch.no_grad():
+        final = float(cllr_loss(model(target), model(nontarget)))
+    logger.info("QMF training stopped after %d steps; Cllr %.4f", len(step_losses), final)
+    state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    return TrainingResult(state_dict=state, step_losses=step_losses, initial_cllr=initial, final_cllr=final)
+
+
+def train_qmf_on_factors(factors: CalibrationFactors, **kwargs) -> TrainingResult:
+    """:func:`train_qmf` on a factor table; every trial needs a target/nontarget label."""
+    unknown = [i for i, label in enumerate(factors.labels) if label == UNKNOWN_LABEL]
+    if unknown:
+        line = factors.line_numbers[unknown[0]] if factors.line_numbers is not None else None
+        raise DataFileError(factors.path, None if line is None else int(line),
+                            f"{len(unknown)} trials have no label; calibration training needs target/nontarget")
+    is_target = np.array([label == "target" for label in factors.labels], dtype=bool)
+    return train_qmf(factors.features, is_target, **kwargs)
+
+
+def save_qmf_model(path: PathLike, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Save the model state_dict with ``torch.save`` atomically."""
+    with atomic_output(path, "wb") as f:
+        torch.save(dict(state_dict), f)
+
+
+def load_qmf_model(path: PathLike) -> Dict[str, torch.Tensor]:
+    """Load a state_dict saved by :func:`save_qmf_model` or by WeSpeaker."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    missing = {"linear.weight", "linear.bias"} - set(state)
+    if missing:
+        raise ValueError(f"{path}: not a QMF calibration model (missing {sorted(missing)})")
+    return state
+
+
+def apply_qmf(state_dict: Mapping[str, torch.Tensor], features: np.ndarray,
+              float32_weights: bool = False) -> np.ndarray:
+    """Calibrated scores (natural-log likelihood ratios) for ``[N, D]`` feature rows, float64.
+
+    The model runs in float64 with the saved float64 weights. WeSpeaker's
+    ``infer_calibration`` loads the weights into a float32 model before
+    switching it to float64, which rounds them to float32 (the scores move by
+    about 1e-7 relative); ``float32_weights=True`` does the same, to
+    reproduce its files exactly.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    num_features = int(state_dict["linear.weight"].shape[1])
+    if features.ndim != 2 or features.shape[1] != num_features:
+        raise ValueError(f"the model expects {num_features} features per trial, got shape {features.shape}")
+    weight_type = torch.float32 if float32_weights else torch.float64
+    model = QualityMeasureFusion(num_features).double()
+    model.load_state_dict({k: v.to(weight_type).to(torch.float64) for k, v in state_dict.items()})
+    model.eval()
+    with torch.no_grad():
+        return model(torch.from_numpy(np.ascontiguousarray(features))).view(-1).numpy().copy()
+
+
+def write_calibrated_scores(path: PathLike, factors: CalibrationFactors, llrs: np.ndarray) -> None:
+    """Write ``enroll test llr label`` (full precision); the label is left out for unlabelled trials."""
+    labels = None if all(label == UNKNOWN_LABEL for label in factors.labels) else factors.labels
+    write_score_file(path, factors.enroll, factors.test, llrs, labels, decimals=None)
