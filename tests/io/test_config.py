@@ -29,11 +29,12 @@ def test_unknown_top_level_key_in_file(tmp_path):
 
 
 def test_unknown_override_keys(tmp_path):
-    path = write(tmp_path, {"dataset_args": {"aug_prob": 0.6}})
+    path = write(tmp_path, {"dataset_args": {"fbank_args": {"dither": 1.0}}})
     with pytest.raises(ConfigError, match="unknown config key 'num_epoch'"):
         load_config(path, ["--num_epoch", "3"])
-    with pytest.raises(ConfigError, match="dataset_args has no key 'aug_prb'"):
-        load_config(path, ["--dataset_args.aug_prb", "0.1"])
+    # below the first level, the key must exist already
+    with pytest.raises(ConfigError, match="dataset_args.fbank_args has no key 'dithr'"):
+        load_config(path, ["--dataset_args.fbank_args.dithr", "0.1"])
     with pytest.raises(ConfigError, match="has no value"):
         parse_overrides(["--num_epochs"])
 

@@ -88,3 +88,11 @@ def test_load_audio_span_and_errors(tmp_path):
         load_audio(str(text))
     with pytest.raises(AudioError, match="failed"):
         load_audio("false |")
+
+
+def test_embeddings_bad_offset_names_line(tmp_path):
+    write_embeddings(tmp_path / "x.ark", tmp_path / "x.scp", [("a", np.ones(4, np.float32))])
+    ark = tmp_path / "x.ark"
+    (tmp_path / "bad.scp").write_text(f"a {ark}:{ark.stat().st_size + 3}\n")
+    with pytest.raises(DataFileError, match=r"bad.scp:1: cannot read"):
+        read_embeddings(tmp_path / "bad.scp")

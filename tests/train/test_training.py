@@ -200,4 +200,4 @@ def test_bad_config_key_is_an_error(tiny_data, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "wespk.bin.train", "--config", str(path),
                            "--dataset_args.num_frm", "100"], env=env_for_tests(), capture_output=True, text=True)
     assert proc.returncode == 2
-    assert "dataset_args has no key 'num_frm'" in proc.stderr
+    assert "unknown dataset_args key(s) ['num_frm']" in proc.stderr

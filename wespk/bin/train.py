@@ -18,6 +18,18 @@ from wespk.utils.logs import setup_logging
 logger = logging.getLogger("wespk.bin.train")
 
 
+DATALOADER_KEYS = frozenset({"batch_size", "num_workers", "pin_memory", "prefetch_factor", "drop_last"})
+
+
+def check_sections(config) -> None:
+    """Reject unknown keys in the data sections before any process starts work."""
+    from wespk.data.dataset_args import resolve_dataset_args
+    resolve_dataset_args(config.get("dataset_args"))
+    unknown = sorted(set(config.get("dataloader_args") or {}) - DATALOADER_KEYS)
+    if unknown:
+        raise ValueError(f"unknown dataloader_args key(s) {unknown}; known keys: {sorted(DATALOADER_KEYS)}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="YAML training config")
@@ -35,6 +47,11 @@ def main(argv=None) -> int:
         if not config.get(key):
             print(f"wespk.bin.train: {args.config}: missing required key {key!r}", file=sys.stderr)
             return 2
+    try:
+        check_sections(config)
+    except ValueError as e:
+        print(f"wespk.bin.train: {args.config}: {e}", file=sys.stderr)
+        return 2
 
     info = init_distributed(args.device)
     setup_logging(info.rank, os.path.join(config["exp_dir"], "train.log"))

@@ -35,11 +35,12 @@ TRAIN_CONFIG_KEYS = frozenset({
     "finetune", "freeze_layers", "encoder_lr_ratio", "save_batch_keys",
 })
 
-# Sections whose keys are free-form keyword arguments of some constructor;
-# the constructor itself rejects what it does not know.
+# Sections whose keys are checked by the component that uses them (a model
+# constructor, the data pipeline's resolve_dataset_args ...), which rejects
+# what it does not know; the training entry point runs those checks first.
 FREEFORM_SECTIONS = frozenset({
     "model_args", "projection_args", "loss_args", "optimizer_args",
-    "scheduler_args", "margin_update", "finetune",
+    "scheduler_args", "margin_update", "finetune", "dataset_args", "dataloader_args",
 })
 
 

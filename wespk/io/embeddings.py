@@ -43,20 +43,38 @@ def write_embeddings(ark_path: Union[str, os.PathLike], scp_path: Union[str, os.
 
 
 def read_embeddings(scp_path: Union[str, os.PathLike]) -> Tuple[List[str], np.ndarray]:
-    """Read every vector of an scp, in file order, as ``(keys, matrix[N, D])``."""
+    """Read every vector of an scp, in file order, as ``(keys, matrix[N, D])``.
+
+    ``key file.ark:offset`` entries are read through one open handle per ark
+    (seek + read); other entries (pipes, ranges) go through kaldiio.
+    """
     keys: List[str] = []
     vectors: List[np.ndarray] = []
-    for line_no, fields in iter_kaldi_lines(scp_path, min_fields=2, max_fields=2):
-        try:
-            vec = kaldiio.load_mat(fields[1])
-        except Exception as e:  # kaldiio raises several types for bad offsets / files
-            raise DataFileError(scp_path, line_no, f"cannot read {fields[1]!r}: {e}") from None
-        vec = np.asarray(vec, dtype=np.float32).reshape(-1)
-        if vectors and vec.shape != vectors[0].shape:
-            raise DataFileError(scp_path, line_no,
-                                f"dimension {vec.shape[0]} differs from the first vector's {vectors[0].shape[0]}")
-        keys.append(fields[0])
-        vectors.append(vec)
+    handles = {}
+    try:
+        for line_no, fields in iter_kaldi_lines(scp_path, min_fields=2, max_fields=2):
+            location = fields[1]
+            try:
+                ark, sep, offset = location.rpartition(":")
+                if sep and offset.isdigit() and not location.endswith("|"):
+                    handle = handles.get(ark)
+                    if handle is None:
+                        handle = handles[ark] = open(ark, "rb")
+                    handle.seek(int(offset))
+                    vec = kaldiio.matio.read_kaldi(handle)
+                else:
+                    vec = kaldiio.load_mat(location)
+            except Exception as e:  # kaldiio raises several types for bad offsets / files
+                raise DataFileError(scp_path, line_no, f"cannot read {location!r}: {e}") from None
+            vec = np.asarray(vec, dtype=np.float32).reshape(-1)
+            if vectors and vec.shape != vectors[0].shape:
+                raise DataFileError(scp_path, line_no,
+                                    f"dimension {vec.shape[0]} differs from the first vector's {vectors[0].shape[0]}")
+            keys.append(fields[0])
+            vectors.append(vec)
+    finally:
+        for handle in handles.values():
+            handle.close()
     if not vectors:
         raise DataFileError(scp_path, None, "no embeddings")
     return keys, np.stack(vectors)

@@ -223,6 +223,7 @@ class Trainer:
             self.batch_keys_path = os.path.join(self.exp_dir, "batch_keys", f"rank{dist_info.rank}.txt")
             os.makedirs(os.path.dirname(self.batch_keys_path), exist_ok=True)
         self.skipped_steps = 0
+        self.skipped_utts = 0  # unusable utterances the data pipeline dropped (this rank)
 
         # resume
         self.start_epoch, self.start_step = 1, 0
@@ -359,6 +360,7 @@ class Trainer:
                 lr = self.scheduler.step(global_step)
                 margin = self.margin_scheduler.step(global_step) if self.margin_scheduler else None
                 batch = next(batches)
+                self.skipped_utts += int(batch.get("num_skipped", 0))
                 if self.batch_keys_path:
                     with open(self.batch_keys_path, "a", encoding="utf-8") as f:
                         f.write(f"{epoch} {step + 1} {' '.join(batch['keys'])}\n")
@@ -378,9 +380,10 @@ class Trainer:
                     progress.update(1)
                 done = step + 1
                 if (done % self.log_interval == 0 or done == self.epoch_iter) and window_steps:
-                    stats = torch.tensor([window_loss, window_acc, float(window_n)],
+                    stats = torch.tensor([window_loss, window_acc, float(window_n), float(self.skipped_utts)],
                                          dtype=torch.float64, device=self.device)
                     stats = all_reduce_sum(stats).cpu()
+                    skipped_text = f" ({int(stats[3])} bad utterances skipped so far)" if stats[3] else ""
                     loss_avg, acc_avg = float(stats[0] / stats[2]), float(stats[1] / stats[2])
                     elapsed = time.time() - t_window
                     utt_per_s = float(stats[2]) / max(elapsed, 1e-9)
@@ -389,8 +392,9 @@ class Trainer:
                     if self.dist.is_main:
                         margin_text = f" margin {margin:.3f}" if margin is not None else ""
                         logger.info("epoch %d/%d step %d/%d loss %.4f acc %.2f%% lr %.5f%s "
-                                    "%.1f utt/s ETA %s", epoch, self.num_epochs, done, self.epoch_iter,
-                                    loss_avg, 100 * acc_avg, lr, margin_text, utt_per_s, _format_eta(eta))
+                                    "%.1f utt/s ETA %s%s", epoch, self.num_epochs, done, self.epoch_iter,
+                                    loss_avg, 100 * acc_avg, lr, margin_text, utt_per_s, _format_eta(eta),
+                                    skipped_text)
                         self.history.append({"epoch": epoch, "step": done, "global_step": global_step + 1,
                                              "epoch_float": epoch - 1 + done / self.epoch_iter,
                                              "loss": loss_avg, "acc": acc_avg, "lr": lr,

@@ -26,7 +26,7 @@ exp_dir=exp/resnet
 nproc=2                # training processes (torchrun --nproc_per_node)
 nj=2                   # extraction jobs
 data_type=raw          # raw or shard
-corpus=../../../corpus/mini
+corpus=""             # default: the bundled corpus/mini
 top_n=100              # AS-norm cohort size
 gpus=""                # e.g. "0,1": train on these GPUs (one process each)
 help_message=$(sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//')
@@ -34,6 +34,7 @@ help_message=$(sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . tools/parse_options.sh
+[ -n "$corpus" ] || corpus=$repo_root/corpus/mini
 
 log() { echo "$(date '+%F %T') [$(basename "${BASH_SOURCE[1]}"):${BASH_LINENO[0]}] $*"; }
 
@@ -53,8 +54,7 @@ if run_stage 1; then
   log "stage 1: data dirs and trials from $corpus"
   require "$corpus/train" "$corpus/test"
   for set in train test; do
-    python -m wespk.bin.prepare_data --layout folder "$corpus/$set" "data/$set"
-    tools/validate_data_dir.sh "data/$set"
+    python -m wespk.bin.prepare_data --layout folder "$corpus/$set" "data/$set"   # validates too
   done
   python -m wespk.bin.make_trials --seed 777 data/test/utt2spk data/test/trials
   # calibration trials come from the training speakers (never the test ones)
