@@ -96,3 +96,12 @@ def test_embeddings_bad_offset_names_line(tmp_path):
     (tmp_path / "bad.scp").write_text(f"a {ark}:{ark.stat().st_size + 3}\n")
     with pytest.raises(DataFileError, match=r"bad.scp:1: cannot read"):
         read_embeddings(tmp_path / "bad.scp")
+
+
+def test_atomic_output_has_umask_mode(tmp_path):
+    with atomic_output(tmp_path / "f.txt") as f:
+        f.write("x")
+    mode = (tmp_path / "f.txt").stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask

@@ -20,10 +20,9 @@ import torch
 from wespk.io.audio import AudioError, audio_duration, load_audio
 from wespk.io.embeddings import read_embeddings, write_embeddings
 from wespk.io.files import DataFileError, atomic_output, read_kaldi_map
+from wespk.inference.frontend import FeatureFrontend
 
 logger = logging.getLogger(__name__)
-
-MIN_FRAMES = 10  # shorter utterances (< about 0.1 s) carry no usable speaker information
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,29 +73,18 @@ def read_utterances(path: str) -> List[Utterance]:
 
 
 class EmbeddingExtractor:
-    """Front end (resample, fbank, mean normalisation) plus an encoder in eval mode."""
+    """A model dir's front end (:class:`~wespk.inference.frontend.FeatureFrontend`)
+    plus its encoder in eval mode."""
 
     def __init__(self, model: torch.nn.Module, config: Dict, device: str = "cpu"):
-        dataset_args = config.get("dataset_args", {}) or {}
-        fbank_args = dataset_args.get("fbank_args", {}) or {}
         self.model = model.eval()
         self.device = torch.device(device)
-        self.sample_rate = int(dataset_args.get("resample_rate", 16000))
-        self.num_mel_bins = int(fbank_args.get("num_mel_bins", 80))
-        self.frame_length = float(fbank_args.get("frame_length", 25))
-        self.frame_shift = float(fbank_args.get("frame_shift", 10))
-        self.cmn = bool(dataset_args.get("cmn", True))
+        self.frontend = FeatureFrontend(config)
+        self.sample_rate = self.frontend.sample_rate
 
-    def features(self, samples: np.ndarray, sample_rate: int) -> torch.Tensor:
-        """Fbank frames [T, F] of a mono float waveform (resampled if needed)."""
-        from wespk.features.fbank import apply_cmn, compute_fbank
-        waveform = torch.as_tensor(np.ascontiguousarray(samples), dtype=torch.float32)
-        if sample_rate != self.sample_rate:
-            from wespk.augment.resample import resample
-            waveform = resample(waveform, sample_rate, self.sample_rate)
-        feats = compute_fbank(waveform, self.sample_rate, num_mel_bins=self.num_mel_bins,
-                              frame_length=self.frame_length, frame_shift=self.frame_shift, dither=0.0)
-        return apply_cmn(feats) if self.cmn else feats
+    def features(self, samples: np.ndarray, sample_rate: int, source: str = "audio") -> torch.Tensor:
+        """Features [T, F] of a mono float waveform at any rate (too short: AudioError)."""
+        return self.frontend(samples, sample_rate, source)
 
     @torch.inference_mode()
     def embed_features(self, feats: Sequence[torch.Tensor]) -> np.ndarray:
@@ -114,10 +102,7 @@ class EmbeddingExtractor:
         return embedding_from_output(out).float().cpu().numpy()
 
     def embed_waveform(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
-        feats = self.features(samples, sample_rate)
-        if feats.shape[0] < MIN_FRAMES:
-            raise AudioError(f"utterance too short: {feats.shape[0]} frames (< {MIN_FRAMES})")
-        return self.embed_features([feats])[0]
+        return self.embed_features([self.features(samples, sample_rate)])[0]
 
 
 def plan_batches(utts: List[Utterance], batch_size: int) -> List[List[Utterance]]:
@@ -148,10 +133,7 @@ def _run_batches(extractor: EmbeddingExtractor, batches: List[List[Utterance]], 
         for u in batch:
             try:
                 samples, sr = load_audio(u.source, u.start, u.end)
-                f = extractor.features(samples, sr)
-                if f.shape[0] < MIN_FRAMES:
-                    raise AudioError(f"{u.source}: too short ({len(samples) / sr:.3f} s, "
-                                     f"{f.shape[0]} frames < {MIN_FRAMES})")
+                f = extractor.features(samples, sr, u.source)
             except AudioError as e:
                 if strict:
                     raise AudioError(f"utterance {u.key}: {e}") from None

@@ -15,7 +15,8 @@ from wespk.train.checkpoint import load_model_weights
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE_CANDIDATES = ("avg_model.pt", "models/avg_model.pt", "final.pt", "models/final.pt")
+# final.pt is the TorchScript export, read by wespk.export.runtime, not here
+MODEL_FILE_CANDIDATES = ("avg_model.pt", "models/avg_model.pt")
 
 
 class ModelDirError(ValueError):

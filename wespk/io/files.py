@@ -24,6 +24,18 @@ class DataFileError(ValueError):
         self.problem = problem
 
 
+def _process_umask() -> int:
+    """The process umask, read without changing it (os.umask would, briefly)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 @contextlib.contextmanager
 def atomic_output(path: PathLike, mode: str = "w", **open_kwargs):
     """Open a temporary file next to ``path``; rename it to ``path`` on success.
@@ -36,6 +48,8 @@ def atomic_output(path: PathLike, mode: str = "w", **open_kwargs):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    # mkstemp makes the file private (0600); give it the usual umask-based mode
+    os.chmod(tmp, 0o666 & ~_process_umask())
     try:
         with open(tmp, mode, **open_kwargs) as f:
             yield f

@@ -57,9 +57,11 @@ if run_stage 1; then
     python -m wespk.bin.prepare_data --layout folder "$corpus/$set" "data/$set"   # validates too
   done
   python -m wespk.bin.make_trials --seed 777 data/test/utt2spk data/test/trials
-  # calibration trials come from the training speakers (never the test ones)
+  # calibration trials come from the training speakers (never the test ones);
+  # short/long at 4 s, since few utterances here are longer than 6 s
   python -m wespk.bin.make_calibration_trials --seed 777 --utt2spk data/train/utt2spk \
-    --utt2dur data/train/utt2dur --output data/train/cali_trials
+    --utt2dur data/train/utt2dur --short_max 4 --long_min 4 --rounds 500 \
+    --output data/train/cali_trials
 fi
 
 if run_stage 2; then

@@ -1,0 +1,108 @@
+"""The feature front end of a model dir: waveform -> features ``[T, F]``.
+
+The front end is chosen by the config's ``dataset_args.feature_type``:
+
+* ``fbank`` (the default, WeSpeaker's models): Kaldi fbank with the
+  ``dataset_args.fbank_args`` options and no dither, then mean normalisation
+  (``dataset_args.cmn``, default on) - the same features as
+  :meth:`wespk.inference.extractor.EmbeddingExtractor.features`;
+* ``resemblyzer_mel`` (the converted resemblyzer GE2E model): volume
+  normalisation, silence trimming and a 40-band linear mel spectrogram from
+  :func:`wespk.features.resemblyzer_mel.frontend_features`.
+
+Audio at another sample rate is resampled to ``dataset_args.resample_rate``
+first. Audio too short for :data:`MIN_FRAMES` frames is an
+:class:`~wespk.io.audio.AudioError`.
+"""
+
+import logging
+from typing import Any, Dict, Mapping
+
+import numpy as np
+import torch
+
+from wespk.io.audio import AudioError
+
+logger = logging.getLogger(__name__)
+
+#: Feature types this module knows.
+FEATURE_TYPES = ("fbank", "resemblyzer_mel")
+#: Fewest feature frames an utterance must give (the extractor's rule, about 0.115 s).
+MIN_FRAMES = 10
+
+
+class FrontendConfigError(ValueError):
+    """A ``dataset_args`` section that selects no known front end."""
+
+
+def resample_waveform(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Resample a mono float waveform (polyphase, :func:`wespk.augment.resample.resample`)."""
+    if from_rate == to_rate:
+        return samples
+    from wespk.augment.resample import resample
+    return np.asarray(resample(np.asarray(samples, dtype=np.float32), int(from_rate), int(to_rate)),
+                      dtype=np.float32)
+
+
+class FeatureFrontend:
+    """Waveform -> model input features, as the model dir's config prescribes.
+
+    ``frontend(samples, sample_rate)`` takes a 1-D float waveform in [-1, 1]
+    at any rate and returns a float32 tensor ``[T, F]``.
+    """
+
+    def __init__(self, config: Mapping[str, Any]):
+        dataset_args: Dict[str, Any] = dict(config.get("dataset_args") or {})
+        self.dataset_args = dataset_args
+        frontend = dataset_args.get("frontend")
+        if frontend not in (None, "fbank"):
+            raise FrontendConfigError(f"dataset_args.frontend {frontend!r} is not supported for inference "
+                                      f"(supported feature types: {', '.join(FEATURE_TYPES)})")
+        self.feature_type = str(dataset_args.get("feature_type", "fbank"))
+        if self.feature_type not in FEATURE_TYPES:
+            raise FrontendConfigError(f"unknown dataset_args.feature_type {self.feature_type!r}; "
+                                      f"known: {', '.join(FEATURE_TYPES)}")
+        self.sample_rate = int(dataset_args.get("resample_rate", 16000))
+        fbank_args = dict(dataset_args.get("fbank_args") or {})
+        if self.feature_type == "fbank":
+            self.num_mel_bins = int(fbank_args.get("num_mel_bins", 80))
+            self.frame_length = float(fbank_args.get("frame_length", 25))
+            self.frame_shift = float(fbank_args.get("frame_shift", 10))
+            self.cmn = bool(dataset_args.get("cmn", True))
+        else:
+            self.num_mel_bins = int(dataset_args.get("num_mel_bins", 40))
+            self.frame_length = float(dataset_args.get("frame_length", 25))
+            self.frame_shift = float(dataset_args.get("frame_shift", 10))
+            self.cmn = False
+
+    @property
+    def min_seconds(self) -> float:
+        """Shortest audio that gives :data:`MIN_FRAMES` frames."""
+        return (self.frame_length + (MIN_FRAMES - 1) * self.frame_shift) / 1000.0
+
+    def check_duration(self, num_samples: int, sample_rate: int, source: str = "audio") -> None:
+        """Raise :class:`AudioError` when the audio is too short to embed."""
+        seconds = num_samples / float(sample_rate)
+        if seconds < self.min_seconds - 1e-9:
+            raise AudioError(f"{source}: too short ({seconds:.3f} s; at least {self.min_seconds:.3f} s "
+                             f"of audio is needed)")
+
+    def __call__(self, samples: np.ndarray, sample_rate: int, source: str = "audio") -> torch.Tensor:
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"{source}: the front end expects a mono waveform, got shape {samples.shape}")
+        self.check_duration(len(samples), sample_rate, source)
+        if self.feature_type == "resemblyzer_mel":
+            from wespk.features.resemblyzer_mel import frontend_features
+            feats = frontend_features(samples, int(sample_rate), self.dataset_args)
+        else:
+            from wespk.features.fbank import apply_cmn, compute_fbank
+            waveform = resample_waveform(samples, int(sample_rate), self.sample_rate)
+            feats = compute_fbank(waveform, self.sample_rate, num_mel_bins=self.num_mel_bins,
+                                  frame_length=self.frame_length, frame_shift=self.frame_shift, dither=0.0)
+            if self.cmn:
+                feats = apply_cmn(feats)
+        feats = torch.as_tensor(feats, dtype=torch.float32)
+        if feats.shape[0] < MIN_FRAMES:
+            raise AudioError(f"{source}: too short ({feats.shape[0]} feature frames < {MIN_FRAMES})")
+        return feats
