@@ -201,3 +201,32 @@ def test_bad_config_key_is_an_error(tiny_data, tmp_path):
                            "--dataset_args.num_frm", "100"], env=env_for_tests(), capture_output=True, text=True)
     assert proc.returncode == 2
     assert "unknown dataset_args key(s) ['num_frm']" in proc.stderr
+
+
+def test_ge2e_training_balanced_batches(tiny_data, tmp_path):
+    exp = tmp_path / "ge2e"
+    config = tiny_config(exp, tiny_data / "raw.list", tiny_data / "utt2spk",
+                         **{"num_epochs": 8, "save_batch_keys": True,
+                            "dataset_args.num_frms": 60,
+                            "scheduler_args.initial_lr": 0.05, "scheduler_args.final_lr": 0.01})
+    config.update(model="GE2E_LSTM", loss="GE2E", loss_args={"init_w": 10.0, "init_b": -5.0},
+                  model_args={"feat_dim": 40, "hidden_dim": 32, "embed_dim": 16, "num_layers": 2,
+                              "partial_frames": 60},
+                  dataloader_args={"num_spks": 4, "num_utts_per_spk": 2, "num_workers": 0},
+                  clip_grad=3.0)
+    del config["margin_scheduler"], config["margin_update"], config["projection_args"]
+    run_train(write_config(tmp_path / "c.yaml", config))
+    # every batch holds 4 speakers x 2 utterances, speaker-major
+    utt2spk = dict(line.split() for line in (tiny_data / "utt2spk").read_text().splitlines())
+    for line in (exp / "batch_keys" / "rank0.txt").read_text().splitlines():
+        keys = line.split()[2:]
+        speakers = [utt2spk[k] for k in keys]
+        assert len(keys) == 8 and len(set(speakers)) == 4
+        assert all(speakers[2 * i] == speakers[2 * i + 1] for i in range(4))
+    metrics = read_metrics(exp)
+    assert len(metrics) == 8 * (len(utt2spk) // 8)
+    first = sum(m["loss"] for m in metrics[:4]) / 4
+    last = sum(m["loss"] for m in metrics[-4:]) / 4
+    assert last < first, (first, last)
+    state = torch.load(exp / "models" / "model_8.pt", weights_only=False)["model"]
+    assert float(state["projection.w"]) != 10.0 and "lstm.weight_ih_l0" in state

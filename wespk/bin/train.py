@@ -18,7 +18,8 @@ from wespk.utils.logs import setup_logging
 logger = logging.getLogger("wespk.bin.train")
 
 
-DATALOADER_KEYS = frozenset({"batch_size", "num_workers", "pin_memory", "prefetch_factor", "drop_last"})
+DATALOADER_KEYS = frozenset({"batch_size", "num_workers", "pin_memory", "prefetch_factor", "drop_last",
+                             "num_spks", "num_utts_per_spk"})  # the last two: GE2E batches
 
 
 def check_sections(config) -> None:

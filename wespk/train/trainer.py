@@ -141,7 +141,7 @@ class Trainer:
 
     def __init__(self, config: Dict, dist_info: DistInfo, precision: Optional[str] = None,
                  checkpoint: Optional[str] = None):
-        from wespk.data.dataset import SpeakerDataset, count_utterances, read_spk2id
+        from wespk.data.dataset import BalancedSpeakerDataset, SpeakerDataset, count_utterances, read_spk2id
         from wespk.losses import build_loss, get_projection
         from wespk.models import get_speaker_model
 
@@ -156,7 +156,12 @@ class Trainer:
         set_seed(self.seed)
 
         loader_args = dict(config.get("dataloader_args", {}))
+        # GE2E trains on balanced batches of num_spks speakers x num_utts_per_spk utterances
+        self.ge2e = config.get("loss") == "GE2E"
+        self.ge2e_shape = (int(loader_args.pop("num_spks", 64)), int(loader_args.pop("num_utts_per_spk", 10)))
         self.batch_size = int(loader_args.pop("batch_size", 32))
+        if self.ge2e:
+            self.batch_size = self.ge2e_shape[0] * self.ge2e_shape[1]
         self.num_workers = int(loader_args.pop("num_workers", 0))
         self.loader_args = {k: v for k, v in loader_args.items() if k in ("pin_memory", "prefetch_factor")}
         if self.num_workers == 0:
@@ -165,10 +170,17 @@ class Trainer:
         # data
         spk2id = read_spk2id(config["train_label"])
         dataset_args = dict(config.get("dataset_args", {}))
-        self.dataset = SpeakerDataset(config["train_data"], config.get("data_type", "raw"),
-                                      dataset_args, spk2id, seed=self.seed,
-                                      batch_size=self.batch_size, train=True,
-                                      rank=dist_info.rank, world_size=dist_info.world_size)
+        if self.ge2e:
+            self.dataset = BalancedSpeakerDataset(config["train_data"], config.get("data_type", "raw"),
+                                                  dataset_args, spk2id, num_spks=self.ge2e_shape[0],
+                                                  num_utts_per_spk=self.ge2e_shape[1], seed=self.seed,
+                                                  train=True, rank=dist_info.rank,
+                                                  world_size=dist_info.world_size)
+        else:
+            self.dataset = SpeakerDataset(config["train_data"], config.get("data_type", "raw"),
+                                          dataset_args, spk2id, seed=self.seed,
+                                          batch_size=self.batch_size, train=True,
+                                          rank=dist_info.rank, world_size=dist_info.world_size)
         num_utts = dataset_args.get("sample_num_per_epoch") or count_utterances(config["train_data"])
         self.epoch_iter = int(num_utts) // (dist_info.world_size * self.batch_size)
         if self.epoch_iter < 1:
@@ -180,10 +192,15 @@ class Trainer:
 
         # model and head; the head is the `projection` submodule, as in WeSpeaker
         self.model = get_speaker_model(config["model"])(**config.get("model_args", {}))
-        projection_args = dict(config.get("projection_args", {}))
-        projection_args.setdefault("embed_dim", config.get("model_args", {}).get("embed_dim", 256))
-        projection_args["num_class"] = num_class
-        self.model.add_module("projection", get_projection(projection_args))
+        if self.ge2e:
+            # the GE2E loss (with its learnable scale and bias) plays the head's part
+            from wespk.losses.ge2e import GE2ELoss
+            self.model.add_module("projection", GE2ELoss(**(config.get("loss_args") or {})))
+        else:
+            projection_args = dict(config.get("projection_args", {}))
+            projection_args.setdefault("embed_dim", config.get("model_args", {}).get("embed_dim", 256))
+            projection_args["num_class"] = num_class
+            self.model.add_module("projection", get_projection(projection_args))
         if config.get("model_init"):
             missing, _ = ckpt.load_model_weights(self.model, config["model_init"])
             if any(k.startswith("projection.") for k in missing):
@@ -204,12 +221,13 @@ class Trainer:
         self.scheduler = build_scheduler(config.get("scheduler", "ExponentialDecrease"),
                                          self.optimizer, **scheduler_args)
         self.margin_scheduler = None
-        if config.get("margin_scheduler"):
+        if config.get("margin_scheduler") and not self.ge2e:
             margin_args = dict(config.get("margin_update", {}))
             margin_args["epoch_iter"] = self.epoch_iter
             self.margin_scheduler = build_margin_scheduler(config["margin_scheduler"],
                                                            self.model.projection, **margin_args)
-        self.criterion = build_loss(config.get("loss", "CrossEntropyLoss"), **(config.get("loss_args") or {}))
+        self.criterion = None if self.ge2e else build_loss(config.get("loss", "CrossEntropyLoss"),
+                                                           **(config.get("loss_args") or {}))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.clip_grad = config.get("clip_grad", config.get("grad_clip"))
         self.log_interval = int(config.get("log_batch_interval", 100))
@@ -314,11 +332,17 @@ class Trainer:
         embeds = outputs[-1] if isinstance(outputs, (tuple, list)) else outputs
         # margin head and loss in fp32
         with torch.autocast(device_type=self.device.type, enabled=False):
-            logits = self.model.projection(embeds.float(), labels)
-            if isinstance(logits, tuple):
-                logits, loss = logits
+            if self.ge2e:
+                num_spks, num_utts = self.ge2e_shape
+                loss, acc = self.model.projection(embeds.float().view(num_spks, num_utts, -1),
+                                                  return_accuracy=True)
+                logits = None
             else:
-                loss = self.criterion(logits, labels)
+                logits = self.model.projection(embeds.float(), labels)
+                if isinstance(logits, tuple):
+                    logits, loss = logits
+                else:
+                    loss = self.criterion(logits, labels)
         # NaN/Inf guard, agreed by all ranks so that DDP stays in step
         bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=self.device)
         if float(all_reduce_sum(bad).item()) > 0:
@@ -335,7 +359,8 @@ class Trainer:
                 return None
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        acc = (logits.detach().argmax(dim=1) == labels).float().mean()
+        if logits is not None:
+            acc = (logits.detach().argmax(dim=1) == labels).float().mean()
         return {"loss": loss.detach(), "acc": acc, "n": labels.numel()}
 
     def fit(self) -> None:
