@@ -3,7 +3,8 @@
 # bundled corpus (corpus/mini: 89 training speakers, 20 test speakers), every
 # stage a small program reading and writing Kaldi files.
 #
-# Usage: bash run.sh [--stage N] [--stop_stage M] [--config conf/resnet.yaml] [--nproc 2]
+# Usage: bash run.sh [--stage N] [--stop_stage M] [--config conf/resnet.yaml] [--exp_dir exp/resnet]
+#                    [--nproc 2] [--nj 2] [--gpus 0,1] [--train_args "--num_epochs 10"]
 #
 # Stages
 #   1 prepare     data/{train,test}: wav.scp utt2spk spk2utt utt2dur; data/test/trials
@@ -29,7 +30,7 @@ data_type=raw          # raw or shard
 corpus=""             # default: the bundled corpus/mini
 top_n=100              # AS-norm cohort size
 gpus=""                # e.g. "0,1": train on these GPUs (one process each)
-help_message=$(sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//')
+train_args=""          # extra config overrides for training, e.g. "--dataset_args.aug_prob 0"
 # ---- end of configuration section ----
 
 . ./path.sh
@@ -92,7 +93,7 @@ if run_stage 3; then
   "${launcher[@]}" -m wespk.bin.train --config "$config" --device "$device" \
     --exp_dir "$exp_dir" --data_type "$data_type" --train_data "$list" \
     --train_label data/train/utt2spk \
-    --dataset_args.noise_data data/aug/noise --dataset_args.reverb_data data/aug/rirs
+    --dataset_args.noise_data data/aug/noise --dataset_args.reverb_data data/aug/rirs $train_args
 fi
 
 if run_stage 4; then
