@@ -144,3 +144,16 @@ def test_unlabelled_trials_are_applied_but_not_trained(golden_scoring, golden_mo
         train_qmf_on_factors(read_factors(tmp_path / "factors"))
     write_calibrated_scores(tmp_path / "cali", factors, apply_qmf(golden_model, factors.features))
     assert [len(line.split()) for line in (tmp_path / "cali").read_text().splitlines()] == [3] * 20
+
+
+def test_training_divergence_is_reported():
+    import numpy as np
+    import pytest
+
+    from wespk.scoring.calibration import train_qmf
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((200, 3))
+    features[:, 2] *= 1e6          # a max/min ratio blown up by a near-zero minimum
+    is_target = rng.random(200) < 0.5
+    with pytest.raises(ValueError, match="QMF training diverged.*feature 2"):
+        train_qmf(features, is_target)

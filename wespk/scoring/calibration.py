@@ -253,6 +253,13 @@ def _train_qmf_single_thread(features: np.ndarray, is_target: np.ndarray, max_ep
         loss = float(optimizer.step(closure).detach())
         step_losses.append(loss)
         logger.info("QMF step %d: Cllr %.6f at step start", epoch + 1, loss)
+        if not math.isfinite(loss):
+            magnitudes = np.abs(np.asarray(features, dtype=np.float64))
+            column = int(magnitudes.max(axis=0).argmax())
+            raise ValueError(f"QMF training diverged (Cllr {loss} at step {epoch + 1}): the quality features "
+                             f"are ill-conditioned (largest |value| {magnitudes.max():.4g}, in feature "
+                             f"{column}); max/min ratios explode when a cohort mean or magnitude is near 0, "
+                             f"as with an untrained model")
         if best - loss < min_improvement:
             break
         best = min(best, loss)
