@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Make the augmentation data dirs of a recipe from archives already downloaded
+# (and md5-checked) by the recipe's local/download_data.sh.
+#
+# Usage: local/prepare_aug_sets.sh [--sets "musan rirs"] DOWNLOAD_DIR DATA_DIR
+#   --sets "musan rirs"   which sets: musan -> DATA_DIR/musan (from musan.tar.gz),
+#                         rirs -> DATA_DIR/rirs (from rirs_noises.zip); "" for none
+#
+# The work is done by local/prepare_musan.sh and local/prepare_rirs_noises.sh
+# (they unpack into DOWNLOAD_DIR once and list the files); this script only
+# insists that the archives are there first, so nothing is fetched unchecked.
+# Training reads the sets with dataset_args.noise_data / reverb_data.
+set -euo pipefail
+
+# Configuration section.
+sets="musan rirs"
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+help_message=$(awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0")
+. "$repo/tools/parse_options.sh"
+if [ $# -ne 2 ]; then
+  echo "$help_message" >&2
+  exit 1
+fi
+download_dir=$1
+data_dir=$2
+
+log() { echo "$(date '+%F %T') [$(basename "$0"):${BASH_LINENO[0]}] $*"; }
+
+for set in $sets; do
+  case $set in
+    musan) archive=musan.tar.gz script=prepare_musan.sh ;;
+    rirs) archive=rirs_noises.zip script=prepare_rirs_noises.sh ;;
+    *) log "ERROR: unknown augmentation set '$set' (known: musan rirs)"; exit 1 ;;
+  esac
+  if [ ! -f "$download_dir/$archive" ]; then
+    log "ERROR: $download_dir/$archive not found: run the recipe's local/download_data.sh --parts $set" \
+        "(it checks the md5), or put the archive there"
+    exit 1
+  fi
+  log "$set: $download_dir/$archive -> $data_dir/$set"
+  bash "$repo/local/$script" "$download_dir" "$data_dir/$set"
+done
