@@ -80,3 +80,14 @@ def test_load_weights_rejects_other_model(tmp_path):
         assert "w.pt: state_dict does not match" in str(e) and "other.weight" in str(e)
     else:
         raise AssertionError("expected a mismatch error")
+
+
+def test_smaller_pretrained_head_is_replaced(tmp_path):
+    src = Tiny(classes=2)
+    torch.save(src.state_dict(), tmp_path / "w.pt")
+    dst = Tiny(classes=5)
+    before = dst.projection.weight.detach().clone()
+    missing, _ = ckpt.load_model_weights(dst, str(tmp_path / "w.pt"))
+    assert missing == ["projection.weight"]
+    torch.testing.assert_close(dst.projection.weight, before)
+    torch.testing.assert_close(dst.layer.weight, src.layer.weight)

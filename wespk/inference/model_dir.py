@@ -58,5 +58,8 @@ def load_speaker_model(model_dir: str, checkpoint: Optional[str] = None,
     model = build_speaker_model(config)
     path = checkpoint or find_model_file(model_dir)
     load_model_weights(model, path)
+    from wespk.models.repvgg import RepVGG, convert_to_deploy
+    if isinstance(model, RepVGG):
+        model = convert_to_deploy(model)   # same outputs, one conv per block
     model.to(device).eval()
     return model, config

@@ -31,8 +31,8 @@ TRAIN_CONFIG_KEYS = frozenset({
     "margin_scheduler", "margin_update",
     "loss", "loss_args", "optimizer", "optimizer_args",
     "scheduler", "scheduler_args",
-    "clip_grad", "grad_clip", "do_lm", "device",
-    "finetune", "freeze_layers", "encoder_lr_ratio", "save_batch_keys",
+    "clip_grad", "grad_clip", "device",
+    "freeze_layers", "encoder_lr_ratio", "save_batch_keys",
 })
 
 # Sections whose keys are checked by the component that uses them (a model
@@ -40,7 +40,7 @@ TRAIN_CONFIG_KEYS = frozenset({
 # what it does not know; the training entry point runs those checks first.
 FREEFORM_SECTIONS = frozenset({
     "model_args", "projection_args", "loss_args", "optimizer_args",
-    "scheduler_args", "margin_update", "finetune", "dataset_args", "dataloader_args",
+    "scheduler_args", "margin_update", "dataset_args", "dataloader_args",
 })
 
 

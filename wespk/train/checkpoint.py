@@ -89,6 +89,11 @@ def load_model_weights(model: torch.nn.Module, path: str, strict_encoder: bool =
         if have != want and have[1:] == want[1:] and have[0] > want[0]:
             logger.info("truncating projection.weight from %s to %s rows", have[0], want[0])
             state["projection.weight"] = state["projection.weight"][: want[0]]
+    mismatched = [k for k in state if k.startswith("projection.") and k in own and state[k].shape != own[k].shape]
+    if mismatched:
+        # a head for another speaker set: keep the model's new head
+        logger.info("%s: head shapes differ (%s); the head is not loaded", path, ", ".join(mismatched))
+        state = {k: v for k, v in state.items() if not k.startswith("projection.")}
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.startswith("projection.")]
     unexpected = [k for k in result.unexpected_keys if not k.startswith("projection.")]
