@@ -21,7 +21,8 @@ def test_registry_has_the_wespeaker_names():
     assert list_models() == list(SPEAKER_MODELS)
 
 
-@pytest.mark.parametrize('name', sorted(SPEAKER_MODELS))
+# GE2E_LSTM is wespk's own (resemblyzer-compatible); it has no pooling layer
+@pytest.mark.parametrize('name', sorted(set(SPEAKER_MODELS) - {'GE2E_LSTM'}))
 def test_constructors_take_wespeaker_model_args(name):
     parameters = inspect.signature(get_speaker_model(name)).parameters
     assert {'feat_dim', 'embed_dim', 'pooling_func'} <= set(parameters)
