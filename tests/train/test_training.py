@@ -230,3 +230,20 @@ def test_ge2e_training_balanced_batches(tiny_data, tmp_path):
     assert last < first, (first, last)
     state = torch.load(exp / "models" / "model_8.pt", weights_only=False)["model"]
     assert float(state["projection.w"]) != 10.0 and "lstm.weight_ih_l0" in state
+
+
+def test_bf16_autocast_and_nan_guard(tiny_data, tmp_path):
+    # bf16 autocast on CPU trains (head and loss stay in fp32)
+    exp = tmp_path / "bf16"
+    run_train(write_config(tmp_path / "bf16.yaml", tiny_config(
+        exp, tiny_data / "raw.list", tiny_data / "utt2spk", num_epochs=1)), extra=["--precision", "bf16"])
+    metrics = read_metrics(exp)
+    assert metrics and all(0 < m["loss"] < 100 for m in metrics)
+    assert "precision bf16" in (exp / "train.log").read_text()
+    # an absurd learning rate blows the weights up: non-finite steps are skipped and reported
+    exp = tmp_path / "nan"
+    out = run_train(write_config(tmp_path / "nan.yaml", tiny_config(
+        exp, tiny_data / "raw.list", tiny_data / "utt2spk",
+        **{"num_epochs": 2, "scheduler_args.initial_lr": 1e30, "scheduler_args.final_lr": 1e30})))
+    assert "non-finite loss or gradient, step skipped" in out.stderr
+    assert (exp / "models" / "model_2.pt").exists()
