@@ -21,7 +21,7 @@ from wespk.io.files import atomic_output
 logger = logging.getLogger(__name__)
 
 # Top-level keys of a training config: WeSpeaker's names, plus wespk's own
-# (documented in docs/config.md).
+# (documented in docs/training.md).
 TRAIN_CONFIG_KEYS = frozenset({
     "exp_dir", "gpus", "seed", "num_epochs", "num_avg", "enable_amp", "precision",
     "save_epoch_interval", "save_interval", "keep_last_k", "log_batch_interval",

@@ -210,7 +210,8 @@ class Trainer:
                 logger.info("initialised encoder and head from %s", config["model_init"])
         self.model.to(self.device)
 
-        groups = encoder_param_groups(self.model, list(config.get("freeze_layers") or []),
+        self.frozen_prefixes = list(config.get("freeze_layers") or [])
+        groups = encoder_param_groups(self.model, self.frozen_prefixes,
                                       float(config.get("encoder_lr_ratio", 1.0)))
         self.optimizer = build_optimizer(config.get("optimizer", "SGD"), groups,
                                          config.get("optimizer_args"))
@@ -373,6 +374,10 @@ class Trainer:
         for epoch in range(self.start_epoch, self.num_epochs + 1):
             skip = self.start_step if epoch == self.start_epoch else 0
             self.model.train()
+            for name, module in self.model.named_modules():
+                # frozen layers keep their BatchNorm statistics too
+                if any(name == p or name.startswith(p + ".") for p in self.frozen_prefixes):
+                    module.eval()
             self.dataset.set_epoch(epoch, skip_batches=skip)
             loader = DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers,
                                 **self.loader_args)

@@ -1,0 +1,99 @@
+"""The training benchmark: a tiny real run through both loops, and its arithmetic."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from wespk.bin.benchmark_train import trainer_steps_plan, trainer_throughput
+
+NUM_TRAIN_SPEAKERS = 89  # corpus/mini/train
+
+
+def table_rows(report: str, model: str):
+    """``{mode: row}`` of the report's markdown table for ``model``."""
+    header = next(line for line in report.splitlines() if line.startswith("| model |"))
+    names = [c.strip() for c in header.strip("|").split("|")]
+    rows = {}
+    for line in report.splitlines():
+        if line.startswith(f"| {model} |"):
+            row = dict(zip(names, (c.strip() for c in line.strip("|").split("|"))))
+            rows[row["mode"]] = row
+    return rows
+
+
+def test_throughput_windows_after_the_first(tmp_path):
+    # global batch 8; the first window (warm-up) is ignored whatever its rate
+    records = [{"epoch": 1, "step": 2, "global_step": 2, "utt_per_s": 100.0},
+               {"epoch": 1, "step": 4, "global_step": 4, "utt_per_s": 8.0},   # 16 utts in 2 s
+               {"epoch": 1, "step": 5, "global_step": 5, "utt_per_s": 4.0},   # 8 utts in 2 s
+               {"epoch": 2, "step": 2, "global_step": 7, "utt_per_s": 16.0}]  # 16 utts in 1 s
+    path = tmp_path / "train_metrics.jsonl"
+    # the order of the lines does not matter
+    path.write_text("".join(json.dumps(r) + "\n" for r in reversed(records)))
+    speed = trainer_throughput(str(path), global_batch=8)
+    assert speed.steps == 5
+    assert speed.seconds_per_step == pytest.approx(1.0)
+    assert speed.utts_per_second == pytest.approx(8.0)
+    # the steady figure leaves out the window that starts epoch 2: 3 steps in 4 s
+    assert speed.steady_seconds_per_step == pytest.approx(4 / 3)
+
+
+def test_trainer_steps_plan():
+    assert trainer_steps_plan(steps=8, log_interval=2, num_epochs=2) == (5, 8)
+    assert trainer_steps_plan(steps=2, log_interval=1, num_epochs=2) == (2, 3)
+    with pytest.raises(ValueError):
+        trainer_steps_plan(steps=1, log_interval=4, num_epochs=3)
+
+
+def test_tiny_benchmark_run(tmp_path):
+    work_dir, report_path = tmp_path / "work", tmp_path / "report.md"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, "-m", "wespk.bin.benchmark_train", "--models", "ResNet34",
+         "--model_args", '{"m_channels": 4}', "--steps", "2", "--warmup_steps", "1", "--procs", "1",
+         "--batch_size", "4", "--num_frms", "100", "--log_interval", "1", "--epochs", "2",
+         "--cores", "1",  # one thread: less exposed to other jobs on the machine
+         "--work_dir", str(work_dir), "--output_md", str(report_path)],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = report_path.read_text()
+    assert report in proc.stdout
+    assert "--model_args" in report and "load average" in report
+
+    rows = table_rows(report, "ResNet34")
+    assert list(rows) == ["baseline eager", "wespk 1 proc", "data only"]
+    # the trainer ran 2 epochs of 2 steps; the first log window (1 step) is warm-up
+    assert [rows[m]["steps timed"] for m in rows] == ["2", "3", "3"]
+    for mode, row in rows.items():
+        s_per_step, utt_per_s = float(row["s/step"]), float(row["utt/s"])
+        ratio, load = float(row["x baseline (utt/s)"]), float(row["load (1 min)"])
+        assert s_per_step > 0 and utt_per_s > 0 and ratio > 0 and math.isfinite(load), (mode, row)
+        # every step (or batch) carries the global batch of 4 utterances
+        assert s_per_step * utt_per_s == pytest.approx(4, rel=0.05), (mode, row)
+    assert float(rows["baseline eager"]["x baseline (utt/s)"]) == 1.0
+    # windows (1 step each): epoch 1 step 1 warm-up, step 2 steady, epoch 2 step 1 restart, step 2 steady
+    assert float(rows["wespk 1 proc"]["steady s/step"]) > 0
+    assert rows["baseline eager"]["steady s/step"] == rows["data only"]["steady s/step"] == "-"
+    assert rows["baseline eager"]["setting"] == "1 process x batch 4, 1 thread, 1000 classes"
+    assert rows["wespk 1 proc"]["setting"] == (f"1 process x batch 4, 1 thread, 1 worker, "
+                                               f"{3 * NUM_TRAIN_SPEAKERS} classes")
+    assert "the data pipeline alone delivers" in report and "CPU ms per utterance" in report
+    assert "baseline head (1000 classes)" in report and f"({3 * NUM_TRAIN_SPEAKERS} classes)" in report
+
+    # the trainer row came from the real entry point on the real list
+    exp = work_dir / "exp" / "ResNet34_1proc"
+    config = yaml.safe_load((exp / "config.yaml").read_text())
+    assert config["num_class"] == 3 * NUM_TRAIN_SPEAKERS
+    assert config["model_args"]["m_channels"] == 4 and config["dataset_args"]["speed_perturb"] is True
+    assert config["dataset_args"]["sample_num_per_epoch"] == 2 * 4
+    metrics = [json.loads(line) for line in (exp / "train_metrics.jsonl").read_text().splitlines()]
+    assert [(m["epoch"], m["step"]) for m in metrics] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    raw_list = (work_dir / "data" / "train" / "raw.list").read_text().splitlines()
+    assert len(raw_list) == 368
