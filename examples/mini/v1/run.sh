@@ -168,4 +168,8 @@ if run_stage 10; then
   python -m wespk.bin.export_jit --model_dir "$exp_dir" --output "$exp_dir/models/final.pt" \
     --check_wav "$(awk 'NR==1{print $2}' data/test/wav.scp)"
 fi
+if [ -f "$exp_dir/results.md" ]; then
+  log "results ($exp_dir/results.md):"
+  grep '^| ' "$exp_dir/results.md" | cut -d'|' -f2,5,7   # scores, EER (%), minDCF(0.01)
+fi
 log "done (stages $stage..$stop_stage)"
