@@ -101,8 +101,6 @@ class EmbeddingExtractor:
             out = self.model(batch, lengths)
         return embedding_from_output(out).float().cpu().numpy()
 
-    def embed_waveform(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
-        return self.embed_features([self.features(samples, sample_rate)])[0]
 
 
 def plan_batches(utts: List[Utterance], batch_size: int) -> List[List[Utterance]]:
@@ -157,7 +155,7 @@ def _run_batches(extractor: EmbeddingExtractor, batches: List[List[Utterance]], 
     return results, durations, skipped
 
 
-def _job_main(job: int, nj: int, model_dir: str, checkpoint: Optional[str], device: str,
+def _job_main(job: int, model_dir: str, checkpoint: Optional[str], device: str,
               batches: List[List[Utterance]], out_prefix: str, strict: bool, threads: int) -> None:
     from wespk.inference.model_dir import load_speaker_model
     from wespk.utils.logs import setup_logging
@@ -198,11 +196,11 @@ def extract_embeddings(data: str, model_dir: str, out_dir: str, nj: int = 1, bat
     prefixes = [os.path.join(tmp_dir, f"xvector.{j + 1}") for j in range(nj)]
     logger.info("extracting %d utterances in %d batches with %d job(s) on %s", len(utts), len(batches), nj, device)
     if nj == 1:
-        _job_main(0, 1, model_dir, checkpoint, device, batches, prefixes[0], strict, torch.get_num_threads())
+        _job_main(0, model_dir, checkpoint, device, batches, prefixes[0], strict, torch.get_num_threads())
     else:
         ctx = multiprocessing.get_context("spawn")
         procs = [ctx.Process(target=_job_main,
-                             args=(j, nj, model_dir, checkpoint, device, batches[j::nj], prefixes[j], strict, threads))
+                             args=(j, model_dir, checkpoint, device, batches[j::nj], prefixes[j], strict, threads))
                  for j in range(nj)]
         for p in procs:
             p.start()

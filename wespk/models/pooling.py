@@ -23,7 +23,6 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from wespk.models.masking import frame_mask
 
