@@ -102,7 +102,6 @@ class EmbeddingExtractor:
         return embedding_from_output(out).float().cpu().numpy()
 
 
-
 def plan_batches(utts: List[Utterance], batch_size: int) -> List[List[Utterance]]:
     """Sort by duration (then key) and cut into batches; independent of the job count."""
     missing = [u for u in utts if u.duration is None]
