@@ -1,5 +1,6 @@
 import os
 
+import kaldiio
 import numpy as np
 import pytest
 
@@ -53,7 +54,6 @@ def test_atomic_output_keeps_old_content_on_failure(tmp_path):
 
 
 def test_embeddings_round_trip_readable_by_kaldiio(tmp_path):
-    import kaldiio
     rng = np.random.default_rng(0)
     items = [(f"utt{i}", rng.standard_normal(16).astype(np.float32)) for i in range(5)]
     n = write_embeddings(tmp_path / "xvector.ark", tmp_path / "xvector.scp", items)
@@ -105,3 +105,66 @@ def test_atomic_output_has_umask_mode(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask
+
+
+def _kaldiio_reference(scp):
+    """What kaldiio itself reads for each key of ``scp``, in file order."""
+    return [np.asarray(v, dtype=np.float32) for _, v in kaldiio.load_scp_sequential(str(scp))]
+
+
+def test_embeddings_subset_reordered_and_across_arks(tmp_path):
+    rng = np.random.default_rng(1)
+    write_embeddings(tmp_path / "a.ark", tmp_path / "a.scp",
+                     [(f"a{i}", rng.standard_normal(8).astype(np.float32)) for i in range(50)])
+    write_embeddings(tmp_path / "b.ark", tmp_path / "b.scp",
+                     [(f"longer_key_b{i}", rng.standard_normal(8).astype(np.float32)) for i in range(7)])
+    a_lines = (tmp_path / "a.scp").read_text().splitlines()
+    b_lines = (tmp_path / "b.scp").read_text().splitlines()
+    # a few entries of a, out of order, interleaved with b, with a blank line
+    lines = [a_lines[40], b_lines[3], "", a_lines[2], a_lines[2].replace("a2 ", "copy_of_a2 "), b_lines[0], a_lines[49]]
+    scp = tmp_path / "mixed.scp"
+    scp.write_text("\n".join(lines) + "\n")
+    keys, matrix = read_embeddings(scp)
+    assert keys == ["a40", "longer_key_b3", "a2", "copy_of_a2", "longer_key_b0", "a49"]
+    no_blank = tmp_path / "no_blank.scp"
+    no_blank.write_text("\n".join(line for line in lines if line) + "\n")
+    np.testing.assert_array_equal(matrix, np.stack(_kaldiio_reference(no_blank)))
+    assert matrix.dtype == np.float32 and matrix.flags.c_contiguous
+
+
+def test_embeddings_double_vectors_and_kaldi_text_ark(tmp_path):
+    # Kaldi's ivector tools write double vectors; those entries take the kaldiio path
+    rng = np.random.default_rng(2)
+    vectors = {f"u{i}": rng.standard_normal(6) for i in range(4)}
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_path / 'd.ark'},{tmp_path / 'd.scp'}") as writer:
+        for key, vec in vectors.items():
+            writer(key, vec.astype(np.float64))
+    write_embeddings(tmp_path / "f.ark", tmp_path / "f.scp", [("f0", np.arange(6, dtype=np.float32))])
+    scp = tmp_path / "both.scp"
+    scp.write_text((tmp_path / "f.scp").read_text() + (tmp_path / "d.scp").read_text())
+    keys, matrix = read_embeddings(scp)
+    assert keys == ["f0", "u0", "u1", "u2", "u3"]
+    np.testing.assert_array_equal(matrix[0], np.arange(6, dtype=np.float32))
+    np.testing.assert_array_equal(matrix[1:], np.stack([vectors[f"u{i}"] for i in range(4)]).astype(np.float32))
+
+
+def test_embeddings_dimension_mismatch_names_line(tmp_path):
+    write_embeddings(tmp_path / "a.ark", tmp_path / "a.scp", [("a", np.ones(4, np.float32))])
+    write_embeddings(tmp_path / "b.ark", tmp_path / "b.scp",
+                     [("b", np.ones(4, np.float32)), ("c", np.ones(5, np.float32))])
+    scp = tmp_path / "x.scp"
+    scp.write_text((tmp_path / "a.scp").read_text() + (tmp_path / "b.scp").read_text())
+    with pytest.raises(DataFileError, match=r"x.scp:3: dimension 5 differs from the first vector's 4"):
+        read_embeddings(scp)
+
+
+def test_embeddings_truncated_ark_names_line(tmp_path):
+    write_embeddings(tmp_path / "x.ark", tmp_path / "x.scp",
+                     [(f"u{i}", np.full(16, i, np.float32)) for i in range(3)])
+    ark = tmp_path / "x.ark"
+    ark.write_bytes(ark.read_bytes()[:-10])  # the last vector loses its tail
+    with pytest.raises(DataFileError, match=r"x.scp:3: cannot read"):
+        read_embeddings(tmp_path / "x.scp")
+    (tmp_path / "missing.scp").write_text(f"u0 {tmp_path / 'nowhere.ark'}:3\n")
+    with pytest.raises(DataFileError, match=r"missing.scp:1: cannot read"):
+        read_embeddings(tmp_path / "missing.scp")

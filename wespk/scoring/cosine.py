@@ -157,6 +157,21 @@ class EmbeddingSet:
         return int(self.matrix.shape[1])
 
 
+def compact_rows(num_rows: int, *row_arrays: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The sorted rows used by ``row_arrays`` and a map from each row to its position among them.
+
+    ``used, compact = compact_rows(n, a, b)`` gives ``matrix[used][compact[a]] == matrix[a]``;
+    a mask over the ``num_rows`` rows does in O(n) what ``np.unique`` does with a sort.
+    """
+    mask = np.zeros(num_rows, dtype=bool)
+    for rows in row_arrays:
+        mask[rows] = True
+    used = np.flatnonzero(mask)
+    compact = np.full(num_rows, -1, dtype=np.int64)
+    compact[used] = np.arange(len(used), dtype=np.int64)
+    return used, compact
+
+
 def score_trials(trials: TrialList, embeddings: EmbeddingSet, mean_vec: Optional[np.ndarray] = None,
                  length_norm: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cosine-score a trial list; returns ``(scores, enroll_rows, test_rows)``.
@@ -165,7 +180,7 @@ def score_trials(trials: TrialList, embeddings: EmbeddingSet, mean_vec: Optional
     """
     enroll_rows, test_rows = index_trial_keys(trials, embeddings.row_of, embeddings.source)
     # Only the rows the trials use are prepared (a VoxCeleb1-O list uses 4,874 of 153,516 embeddings).
-    used, inverse = np.unique(np.concatenate([enroll_rows, test_rows]), return_inverse=True)
+    used, compact = compact_rows(len(embeddings.keys), enroll_rows, test_rows)
     prepared = prepare_embeddings(embeddings.matrix[used], mean_vec, length_norm)
-    scores = cosine_scores(prepared, inverse[:len(enroll_rows)], inverse[len(enroll_rows):])
+    scores = cosine_scores(prepared, compact[enroll_rows], compact[test_rows])
     return scores, enroll_rows, test_rows
