@@ -73,6 +73,7 @@ class ProcessRun:
     command: List[str]
     wall_seconds: float
     peak_rss_bytes: int
+    all_wall_seconds: List[float] = field(default_factory=list)
 
 
 @dataclass
@@ -111,20 +112,25 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def run_entry_point(step: str, module: str, args: List[str]) -> ProcessRun:
-    """Run ``python -m module args`` to completion; wall time and that process's peak RSS."""
+def run_entry_point(step: str, module: str, args: List[str], repeats: int = 1) -> ProcessRun:
+    """Run ``python -m module args`` ``repeats`` times; the median wall time and the largest peak RSS."""
     command = [sys.executable, "-c", PEAK_RSS_LAUNCHER, module, *[str(a) for a in args]]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    start = time.perf_counter()
-    completed = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - start
-    output = completed.stdout.decode(errors="replace")
-    if completed.returncode != 0:
-        raise RuntimeError(f"python -m {module} {' '.join(map(str, args))} failed ({completed.returncode}):\n{output}")
-    peak_kb = [int(line.split()[1]) for line in output.splitlines() if line.startswith("@@peak_rss_kb ")]
-    run = ProcessRun(step, ["python", "-m", module, *[str(a) for a in args]], wall, peak_kb[-1] * 1024)
-    logger.info("  %-34s %8.3f s  peak %6.0f MB", f"[process] {step}", wall, run.peak_rss_bytes / 2 ** 20)
+    walls, peaks = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        completed = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        walls.append(time.perf_counter() - start)
+        output = completed.stdout.decode(errors="replace")
+        if completed.returncode != 0:
+            raise RuntimeError(f"python -m {module} {' '.join(map(str, args))} failed ({completed.returncode}):"
+                               f"\n{output}")
+        peaks.append([int(line.split()[1]) for line in output.splitlines() if line.startswith("@@peak_rss_kb ")][-1])
+    run = ProcessRun(step, ["python", "-m", module, *[str(a) for a in args]], float(np.median(walls)),
+                     max(peaks) * 1024, walls)
+    logger.info("  %-34s %8.3f s (median of %d, %s)  peak %6.0f MB", f"[process] {step}", run.wall_seconds,
+                repeats, " ".join(f"{w:.2f}" for w in walls), run.peak_rss_bytes / 2 ** 20)
     return run
 
 
@@ -268,7 +274,7 @@ def baseline_metrics_per_line(score_path: Path) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def benchmark_scale(name: str, work: Path, seed: int) -> ScaleResult:
+def benchmark_scale(name: str, work: Path, seed: int, repeats: int = 1) -> ScaleResult:
     """Generate one scale's data, run the entry points, the in-process phases and the baselines."""
     import kaldiio
 
@@ -286,6 +292,7 @@ def benchmark_scale(name: str, work: Path, seed: int) -> ScaleResult:
                 spec["trials"], COHORT_SPEAKERS, DIM)
     data = timed(result.phases, "generate synthetic data", make_data, work, spec["utterances"], spec["trials"],
                  spec["speakers"], seed)
+    os.sync()  # the generated files' write-back must not overlap the timed processes
     out = {key: work / key for key in ("cos.score", "asnorm.score", "cali_cos.score", "cali_asnorm.score",
                                        "qmf.score", "model.pt")}
 
@@ -294,22 +301,25 @@ def benchmark_scale(name: str, work: Path, seed: int) -> ScaleResult:
     mean_args = ["--embeddings", data["eval.scp"], "--mean_vec", work / "mean_vec.npy"]
     norm_args = ["--method", "asnorm", "--top_n", TOP_N, "--cohort", data["cohort.scp"], *mean_args, "--no_progress"]
     runs = result.processes
-    runs.append(run_entry_point("score", "wespk.bin.score",
+
+    def entry(step: str, module: str, args: List[str]) -> ProcessRun:
+        return run_entry_point(step, module, args, repeats)
+    runs.append(entry("score", "wespk.bin.score",
                                 ["--embeddings", data["eval.scp"], "--mean_from", data["cohort.scp"],
                                  "--save_mean", work / "mean_vec.npy",
                                  "--trials", data["trials"], "--output", out["cos.score"]]))
-    runs.append(run_entry_point("score_norm", "wespk.bin.score_norm",
+    runs.append(entry("score_norm", "wespk.bin.score_norm",
                                 [*norm_args, "--input", out["cos.score"], "--output", out["asnorm.score"]]))
-    runs.append(run_entry_point("score (calibration list)", "wespk.bin.score",
+    runs.append(entry("score (calibration list)", "wespk.bin.score",
                                 [*mean_args, "--trials", data["cali_trials"], "--output", out["cali_cos.score"]]))
-    runs.append(run_entry_point("score_norm (calibration list)", "wespk.bin.score_norm",
+    runs.append(entry("score_norm (calibration list)", "wespk.bin.score_norm",
                                 [*norm_args, "--input", out["cali_cos.score"], "--output", out["cali_asnorm.score"]]))
-    runs.append(run_entry_point("calibrate run (QMF)", "wespk.bin.calibrate",
+    runs.append(entry("calibrate run (QMF)", "wespk.bin.calibrate",
                                 ["run", "--utt2dur", data["utt2dur"], "--cali_input", out["cali_asnorm.score"],
                                  "--model", out["model.pt"], "--input", out["asnorm.score"],
                                  "--output", out["qmf.score"]]))
-    runs.append(run_entry_point("compute_metrics", "wespk.bin.compute_metrics", [out["cos.score"]]))
-    runs.append(run_entry_point("compute_metrics (QMF, calibrated)", "wespk.bin.compute_metrics",
+    runs.append(entry("compute_metrics", "wespk.bin.compute_metrics", [out["cos.score"]]))
+    runs.append(entry("compute_metrics (QMF, calibrated)", "wespk.bin.compute_metrics",
                                 ["--calibrated", out["qmf.score"]]))
 
     # 2. the same library functions in-process, phase by phase
@@ -385,14 +395,17 @@ def markdown(results: List[ScaleResult], environment: Dict[str, object], command
     for result in results:
         lines += ["", f"## {result.scale}: {result.utterances:,} utterances, {result.trials:,} trials, "
                       f"cohort {COHORT_SPEAKERS:,} speaker means, dim {DIM}, AS-norm top {TOP_N}", "",
-                  "| entry point (subprocess, includes start-up) | wall (s) | peak RSS (MB) | target |",
-                  "| --- | ---: | ---: | --- |"]
+                  "| entry point (subprocess, includes start-up) | wall (s), median | runs (s) | peak RSS (MB) "
+                  "| target |",
+                  "| --- | ---: | ---: | ---: | --- |"]
         for run in result.processes:
             target = ""
             if result.scale == "large" and run.step in TARGETS:
                 ok = run.wall_seconds <= TARGETS[run.step] and run.peak_rss_bytes < MEMORY_TARGET
                 target = f"<= {TARGETS[run.step]:g} s, < 4 GB: {'met' if ok else 'NOT met'}"
-            lines.append(f"| {run.step} | {run.wall_seconds:.2f} | {run.peak_rss_bytes / 2 ** 20:.0f} | {target} |")
+            runs = " ".join(f"{w:.2f}" for w in run.all_wall_seconds)
+            peak_mb = run.peak_rss_bytes / 2 ** 20
+            lines.append(f"| {run.step} | {run.wall_seconds:.2f} | {runs} | {peak_mb:.0f} | {target} |")
         lines += ["", "| phase (in-process, library functions) | seconds |", "| --- | ---: |"]
         lines += [f"| {name} | {seconds:.3f} |" for name, seconds in result.phases.items()]
         lines += ["", "| baseline (same run; loops on 20,000 trials / sorts on 2,048 utterances, extrapolated) "
@@ -411,6 +424,8 @@ def main(argv=None) -> int:
                                            "removed at the end)")
     parser.add_argument("--scales", default="small,large", help="comma-separated: small, large")
     parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each entry point; the median wall time is reported (default 3)")
     parser.add_argument("--output_md", help="also write the tables here")
     parser.add_argument("--output_json", help="also write all figures as JSON")
     args = parser.parse_args(argv)
@@ -431,7 +446,7 @@ def main(argv=None) -> int:
     results = []
     try:
         for index, scale in enumerate(scales):
-            results.append(benchmark_scale(scale, work / scale, args.seed + index))
+            results.append(benchmark_scale(scale, work / scale, args.seed + index, args.repeats))
     finally:
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)

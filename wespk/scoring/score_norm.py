@@ -126,7 +126,10 @@ def _normalize_with_cohort(scores, enroll_rows, test_rows, embeddings, cohort, t
     embeddings = np.asarray(embeddings, dtype=np.float32)
     enroll_rows = np.asarray(enroll_rows, dtype=np.int64)
     test_rows = np.asarray(test_rows, dtype=np.int64)
-    used = np.unique(np.concatenate([enroll_rows, test_rows]))
+    mask = np.zeros(embeddings.shape[0], dtype=bool)
+    mask[enroll_rows] = True
+    mask[test_rows] = True
+    used = np.flatnonzero(mask)  # sorted, like np.unique, without sorting a million trial rows
     logger.info("cohort statistics for %d utterances against %d cohort embeddings (top_n %s)",
                 len(used), len(cohort), "all" if top_n is None else top_n)
     used_mean, used_std = cohort_score_stats(embeddings[used], cohort, top_n, chunk_rows, progress)
