@@ -59,7 +59,8 @@ def test_nj1_and_nj3_give_the_same_scp(model_dir, data_dir, tmp_path):
 
 def test_padded_batches_match_one_at_a_time(model_dir, data_dir, tmp_path):
     assert extract(model_dir, data_dir, tmp_path / "b1", "--batch_size", "1").returncode == 0
-    assert extract(model_dir, data_dir, tmp_path / "b8", "--batch_size", "8").returncode == 0
+    # a padding bound this loose lets the 13 utterances (1.4 - 6 s) share batches of 8
+    assert extract(model_dir, data_dir, tmp_path / "b8", "--batch_size", "8", "--max_padding", "10").returncode == 0
     _, single = read_embeddings(tmp_path / "b1" / "xvector.scp")
     _, batched = read_embeddings(tmp_path / "b8" / "xvector.scp")
     cosine = (single * batched).sum(1) / np.linalg.norm(single, axis=1) / np.linalg.norm(batched, axis=1)
@@ -92,3 +93,33 @@ def test_missing_model_config(data_dir, tmp_path):
     proc = extract(tmp_path, data_dir, tmp_path / "out")
     assert proc.returncode == 1
     assert "no config.yaml" in proc.stderr
+
+
+def test_bf16_precision_stays_close_to_fp32(model_dir, data_dir, tmp_path):
+    assert extract(model_dir, data_dir, tmp_path / "fp32").returncode == 0
+    run = extract(model_dir, data_dir, tmp_path / "bf16", "--precision", "bf16")
+    assert run.returncode == 0, run.stderr
+    keys32, fp32 = read_embeddings(tmp_path / "fp32" / "xvector.scp")
+    keys16, bf16 = read_embeddings(tmp_path / "bf16" / "xvector.scp")
+    assert keys32 == keys16
+    cosine = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
+    assert cosine.min() >= 0.999
+    assert np.abs(fp32 - bf16).max() > 0  # it did run in reduced precision
+    bad = extract(model_dir, data_dir, tmp_path / "x", "--precision", "int8")
+    assert bad.returncode != 0 and "invalid choice: 'int8'" in bad.stderr
+
+
+def test_batch_plan_bounds_padding_and_size():
+    from wespk.inference.extractor import Utterance, plan_batches
+    durations = [1.0, 1.02, 1.05, 1.5, 1.52, 3.0, 3.1, 3.15, 3.2, 3.25, 3.3, 10.0]
+    utts = [Utterance(f"u{i:02d}", "unused", duration=d) for i, d in enumerate(durations)]
+    batches = plan_batches(list(reversed(utts)), batch_size=4, max_padding=0.1)
+    assert [[u.key for u in b] for b in batches] == [
+        ["u00", "u01", "u02"], ["u03", "u04"], ["u05", "u06", "u07", "u08"], ["u09", "u10"], ["u11"]]
+    for batch in batches:
+        total = sum(u.duration for u in batch)
+        assert len(batch) <= 4 and max(u.duration for u in batch) * len(batch) <= 1.1 * total
+    # no bound on padding: plain length-sorted batches of 4
+    assert [len(b) for b in plan_batches(utts, 4, max_padding=float("inf"))] == [4, 4, 4]
+    with pytest.raises(ValueError, match="batch_size"):
+        plan_batches(utts, 0)

@@ -12,7 +12,6 @@ metadata (keys :data:`KIND_KEY`, :data:`CONFIG_KEY`), TorchScript files as
 extra files of the archive.
 """
 
-import contextlib
 import logging
 import os
 import zipfile
@@ -64,35 +63,30 @@ def config_from_text(text: str, source: str) -> Dict[str, Any]:
     return config
 
 
-@contextlib.contextmanager
-def _autocast(dtype: Optional[torch.dtype], device: torch.device):
-    if dtype is None:
-        yield
-    else:
-        with torch.autocast(device_type=device.type, dtype=dtype):
-            yield
-
-
 class EagerRunner:
     """The PyTorch model in eval mode, through :class:`wespk.inference.extractor.EmbeddingExtractor`.
 
     ``autocast_dtype`` (e.g. ``torch.bfloat16``) runs the forward under
-    autocast; embeddings are returned in float32.
+    autocast; embeddings are returned in float32. ``optimize`` runs the
+    extractor's inference copy (batch norm folded, channels-last on the CPU).
     """
 
     backend = "torch"
 
     def __init__(self, model: torch.nn.Module, config: Dict[str, Any], device: str = "cpu",
-                 autocast_dtype: Optional[torch.dtype] = None):
+                 autocast_dtype: Optional[torch.dtype] = None, optimize: bool = True):
         from wespk.inference.extractor import EmbeddingExtractor
-        self.extractor = EmbeddingExtractor(model, config, device)
+        from wespk.inference.extractor import PRECISIONS
+        precision = next((name for name, dtype in PRECISIONS.items() if dtype == autocast_dtype), None)
+        if precision is None:
+            raise ValueError(f"unsupported autocast dtype {autocast_dtype}")
+        self.extractor = EmbeddingExtractor(model, config, device, optimize=optimize, precision=precision)
         self.model = self.extractor.model
         self.device = self.extractor.device
         self.autocast_dtype = autocast_dtype
 
     def embed_features(self, feats: Sequence[torch.Tensor]) -> np.ndarray:
-        with _autocast(self.autocast_dtype, self.device):
-            return np.asarray(self.extractor.embed_features(list(feats)), dtype=np.float32)
+        return np.asarray(self.extractor.embed_features(list(feats)), dtype=np.float32)
 
 
 def _planner_for(kind: str, config: Dict[str, Any], source: str) -> Optional[PartialWindowPlanner]:

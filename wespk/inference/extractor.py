@@ -7,6 +7,7 @@ batch) depends only on the list and the batch size, never on the number of
 jobs, so ``--nj 1`` and ``--nj 3`` give the same vectors.
 """
 
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
@@ -23,6 +24,9 @@ from wespk.io.files import DataFileError, atomic_output, read_kaldi_map
 from wespk.inference.frontend import FeatureFrontend
 
 logger = logging.getLogger(__name__)
+
+#: ``--precision`` choices and the autocast dtype of each (None: plain float32).
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,9 +80,18 @@ class EmbeddingExtractor:
     """A model dir's front end (:class:`~wespk.inference.frontend.FeatureFrontend`)
     plus its encoder in eval mode."""
 
-    def __init__(self, model: torch.nn.Module, config: Dict, device: str = "cpu"):
-        self.model = model.eval()
+    def __init__(self, model: torch.nn.Module, config: Dict, device: str = "cpu", optimize: bool = True,
+                 precision: str = "fp32"):
+        """``optimize``: run an inference copy of ``model`` with batch norm folded (and channels-last
+        on the CPU, see :mod:`wespk.inference.optimize`); ``model`` itself is never modified.
+        ``precision``: ``fp32``, or ``bf16`` / ``fp16`` to run the forward under autocast
+        (embeddings are returned in float32 either way)."""
+        from wespk.inference.optimize import optimize_for_inference
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
         self.device = torch.device(device)
+        self.model = optimize_for_inference(model, self.device) if optimize else model.eval()
+        self.autocast_dtype = PRECISIONS[precision]
         self.frontend = FeatureFrontend(config)
         self.sample_rate = self.frontend.sample_rate
 
@@ -88,22 +101,42 @@ class EmbeddingExtractor:
 
     @torch.inference_mode()
     def embed_features(self, feats: Sequence[torch.Tensor]) -> np.ndarray:
-        """Embeddings [B, D] for a list of [T_i, F] feature matrices (padded batch)."""
+        """Embeddings [B, D] for a list of [T_i, F] feature matrices (padded batch, lengths passed)."""
         from wespk.models import embedding_from_output
         lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
         batch = torch.zeros(len(feats), int(lengths.max()), feats[0].shape[1])
         for i, f in enumerate(feats):
             batch[i, : f.shape[0]] = f
         batch, lengths = batch.to(self.device), lengths.to(self.device)
-        if len(feats) == 1:
-            out = self.model(batch)
-        else:
-            out = self.model(batch, lengths)
+        autocast = (torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+                    if self.autocast_dtype is not None else contextlib.nullcontext())
+        with autocast:
+            if len(feats) == 1 or bool((lengths == lengths[0]).all()):
+                out = self.model(batch)  # nothing is padded: no masks needed
+            else:
+                out = self.model(batch, lengths)
         return embedding_from_output(out).float().cpu().numpy()
 
 
-def plan_batches(utts: List[Utterance], batch_size: int) -> List[List[Utterance]]:
-    """Sort by duration (then key) and cut into batches; independent of the job count."""
+#: Default bound on padding: a batch's padded length x size may exceed its true total by at most 10%.
+DEFAULT_MAX_PADDING = 0.1
+
+
+def plan_batches(utts: List[Utterance], batch_size: int,
+                 max_padding: float = DEFAULT_MAX_PADDING) -> List[List[Utterance]]:
+    """Sort by duration (then key) and cut into batches; independent of the job count.
+
+    A batch holds up to ``batch_size`` utterances of similar length: a new
+    one starts early when padding every member to the longest would add more
+    than ``max_padding`` (a fraction of the batch's true duration) of frames
+    that are computed and thrown away. On a large list neighbours in length
+    order differ little and batches are full; on a small or very uneven list
+    batches get smaller rather than wasteful.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if max_padding < 0:
+        raise ValueError(f"max_padding must be >= 0, got {max_padding}")
     missing = [u for u in utts if u.duration is None]
     if missing:
         logger.info("reading durations of %d utterances from audio headers", len(missing))
@@ -116,7 +149,20 @@ def plan_batches(utts: List[Utterance], batch_size: int) -> List[List[Utterance]
                 u = dataclasses.replace(u, duration=0.0)  # reported when it is decoded
         with_dur.append(u)
     with_dur.sort(key=lambda u: (u.duration, u.key))
-    return [with_dur[i:i + batch_size] for i in range(0, len(with_dur), batch_size)]
+    batches: List[List[Utterance]] = []
+    current: List[Utterance] = []
+    total = 0.0
+    for u in with_dur:
+        # sorted ascending: u would be the batch's longest member
+        padded = u.duration * (len(current) + 1)
+        if current and (len(current) >= batch_size or padded > (1 + max_padding) * (total + u.duration)):
+            batches.append(current)
+            current, total = [], 0.0
+        current.append(u)
+        total += u.duration
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _run_batches(extractor: EmbeddingExtractor, batches: List[List[Utterance]], strict: bool,
@@ -155,7 +201,8 @@ def _run_batches(extractor: EmbeddingExtractor, batches: List[List[Utterance]], 
 
 
 def _job_main(job: int, model_dir: str, checkpoint: Optional[str], device: str,
-              batches: List[List[Utterance]], out_prefix: str, strict: bool, threads: int) -> None:
+              batches: List[List[Utterance]], out_prefix: str, strict: bool, threads: int,
+              precision: str = "fp32", optimize: bool = True) -> None:
     from wespk.inference.model_dir import load_speaker_model
     from wespk.utils.logs import setup_logging
     setup_logging(0)
@@ -163,7 +210,7 @@ def _job_main(job: int, model_dir: str, checkpoint: Optional[str], device: str,
     if device.startswith("cuda") and torch.cuda.device_count() > 1:
         device = f"cuda:{job % torch.cuda.device_count()}"
     model, config = load_speaker_model(model_dir, checkpoint, device)
-    extractor = EmbeddingExtractor(model, config, device)
+    extractor = EmbeddingExtractor(model, config, device, optimize=optimize, precision=precision)
     results, durations, skipped = _run_batches(extractor, batches, strict)
     write_embeddings(f"{out_prefix}.ark", f"{out_prefix}.scp", results)
     with atomic_output(f"{out_prefix}.utt2dur") as f:
@@ -172,11 +219,22 @@ def _job_main(job: int, model_dir: str, checkpoint: Optional[str], device: str,
         f.writelines(f"{k}\n" for k in skipped)
 
 
+def _spawned_job_main(*args) -> None:
+    """A job in its own process: wespk owns the process, so its allocator may be tuned."""
+    from wespk.utils.malloc import keep_large_allocations_in_heap
+    keep_large_allocations_in_heap()
+    _job_main(*args)
+
+
 def extract_embeddings(data: str, model_dir: str, out_dir: str, nj: int = 1, batch_size: int = 16,
-                       device: str = "cpu", checkpoint: Optional[str] = None, strict: bool = False) -> int:
+                       device: str = "cpu", checkpoint: Optional[str] = None, strict: bool = False,
+                       precision: str = "fp32", max_padding: float = DEFAULT_MAX_PADDING,
+                       optimize: bool = True) -> int:
     """Extract every utterance of ``data`` into ``out_dir/xvector.{ark,scp}``.
 
-    The list is cut into length-sorted batches, the batches are dealt to
+    The list is cut into length-sorted batches (see :func:`plan_batches` for
+    ``batch_size`` and ``max_padding``; ``precision`` and ``optimize`` as in
+    :class:`EmbeddingExtractor`), the batches are dealt to
     ``nj`` jobs (processes), and their outputs are merged in list order into
     one ark/scp. Also writes ``utt2dur`` (seconds) and, when utterances had
     to be skipped (unreadable, too short), ``skipped`` listing them. Returns
@@ -186,7 +244,9 @@ def extract_embeddings(data: str, model_dir: str, out_dir: str, nj: int = 1, bat
     if not utts:
         raise DataFileError(data, None, "no utterances")
     order = {u.key: i for i, u in enumerate(utts)}
-    batches = plan_batches(utts, batch_size)
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    batches = plan_batches(utts, batch_size, max_padding)
     nj = max(1, min(nj, len(batches)))
     os.makedirs(out_dir, exist_ok=True)
     tmp_dir = os.path.join(out_dir, ".jobs")
@@ -195,11 +255,13 @@ def extract_embeddings(data: str, model_dir: str, out_dir: str, nj: int = 1, bat
     prefixes = [os.path.join(tmp_dir, f"xvector.{j + 1}") for j in range(nj)]
     logger.info("extracting %d utterances in %d batches with %d job(s) on %s", len(utts), len(batches), nj, device)
     if nj == 1:
-        _job_main(0, model_dir, checkpoint, device, batches, prefixes[0], strict, torch.get_num_threads())
+        _job_main(0, model_dir, checkpoint, device, batches, prefixes[0], strict, torch.get_num_threads(), precision,
+                  optimize)
     else:
         ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_job_main,
-                             args=(j, model_dir, checkpoint, device, batches[j::nj], prefixes[j], strict, threads))
+        procs = [ctx.Process(target=_spawned_job_main,
+                             args=(j, model_dir, checkpoint, device, batches[j::nj], prefixes[j], strict, threads,
+                                   precision, optimize))
                  for j in range(nj)]
         for p in procs:
             p.start()

@@ -275,6 +275,9 @@ class FCM(nn.Module):
     blocks and a frequency-strided 3x3 conv; frequency is then folded into
     channels.  Time resolution is unchanged."""
 
+    #: batch norms that directly follow a conv in forward() (see wespk.inference.optimize)
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
+
     def __init__(self,
                  num_blocks: List[int],
                  m_channels: int = 32,

@@ -53,6 +53,8 @@ class BasicBlock(nn.Module):
     CAM++ uses frequency-only strides ``(s, 1)``.
     """
     expansion = 1
+    #: batch norms that directly follow a conv in forward() (see wespk.inference.optimize)
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
 
     def __init__(self, in_planes: int, planes: int, stride: Stride = 1):
         super().__init__()
@@ -88,6 +90,8 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     """1x1 -> 3x3 (strided) -> 1x1 conv-BN layers with a residual connection."""
     expansion = 4
+    #: batch norms that directly follow a conv in forward() (see wespk.inference.optimize)
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(self, in_planes: int, planes: int, stride: Stride = 1):
         super().__init__()
@@ -176,6 +180,9 @@ class ResNet(nn.Module):
     ``forward`` returns ``(embed_a, embed_b)`` with two embedding layers,
     else ``(tensor(0.), embed_a)``; the embedding is always ``outputs[-1]``.
     """
+
+    #: the stem's batch norm directly follows its conv (see wespk.inference.optimize)
+    conv_bn_pairs = (("conv1", "bn1"),)
 
     def __init__(self,
                  block: type,
