@@ -8,7 +8,8 @@
 #
 # The work is done by local/prepare_musan.sh and local/prepare_rirs_noises.sh
 # (they unpack into DOWNLOAD_DIR once and list the files); this script only
-# insists that the archives are there first, so nothing is fetched unchecked.
+# insists that the archives are there first (or were unpacked before), so
+# nothing is fetched unchecked, and skips their second md5 check.
 # Training reads the sets with dataset_args.noise_data / reverb_data.
 set -euo pipefail
 
@@ -29,15 +30,16 @@ log() { echo "$(date '+%F %T') [$(basename "$0"):${BASH_LINENO[0]}] $*"; }
 
 for set in $sets; do
   case $set in
-    musan) archive=musan.tar.gz script=prepare_musan.sh ;;
-    rirs) archive=rirs_noises.zip script=prepare_rirs_noises.sh ;;
+    musan) archive=musan.tar.gz script=prepare_musan.sh unpacked=musan ;;
+    rirs) archive=rirs_noises.zip script=prepare_rirs_noises.sh unpacked=RIRS_NOISES ;;
     *) log "ERROR: unknown augmentation set '$set' (known: musan rirs)"; exit 1 ;;
   esac
-  if [ ! -f "$download_dir/$archive" ]; then
+  if [ ! -f "$download_dir/$unpacked/.extracted" ] && [ ! -f "$download_dir/$archive" ]; then
     log "ERROR: $download_dir/$archive not found: run the recipe's local/download_data.sh --parts $set" \
         "(it checks the md5), or put the archive there"
     exit 1
   fi
   log "$set: $download_dir/$archive -> $data_dir/$set"
-  bash "$repo/local/$script" "$download_dir" "$data_dir/$set"
+  # the recipe's download step has checked the archive against its checksums file already
+  bash "$repo/local/$script" --md5 "" "$download_dir" "$data_dir/$set"
 done

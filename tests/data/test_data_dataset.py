@@ -337,3 +337,22 @@ def test_noise_processor_mixes_at_the_snr(raw_list, spk2id, noise_dirs):
         noise = sample["wav"] - speech
         snr = 10 * np.log10(np.mean(speech.astype(np.float64) ** 2) / np.mean(noise.astype(np.float64) ** 2))
         assert abs(snr - (10 if sample["augment"] == "noise" else 4)) < 0.5
+
+
+def test_batches_do_not_depend_on_how_workers_start(raw_list, spk2id, noise_dirs):
+    from wespk.train.trainer import worker_context
+    args = {"num_frms": 50, "aug_prob": 0.8, "noise_data": noise_dirs[0], "reverb_data": noise_dirs[1],
+            "spec_aug": True}
+
+    def run(method):
+        dataset = SpeakerDataset(raw_list, "raw", args, spk2id, seed=5, batch_size=3)
+        dataset.set_epoch(3)
+        loader = DataLoader(dataset, batch_size=None, num_workers=2, multiprocessing_context=worker_context(method))
+        return list(itertools.islice(iter(loader), 4))
+
+    forked, served = run("fork"), run("forkserver")  # the trainer's default
+    for a, b in zip(forked, served):
+        assert a["keys"] == b["keys"] and torch.equal(a["feats"], b["feats"])
+    assert worker_context("default") is None
+    with pytest.raises(ValueError, match="multiprocessing_context 'threads' is not available"):
+        worker_context("threads")

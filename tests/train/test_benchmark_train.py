@@ -68,9 +68,9 @@ def test_tiny_benchmark_run(tmp_path):
     assert "--model_args" in report and "load average" in report
 
     rows = table_rows(report, "ResNet34")
-    assert list(rows) == ["baseline eager", "wespk 1 proc", "data only"]
+    assert list(rows) == ["baseline eager", "baseline eager, heap kept", "wespk 1 proc", "data only"]
     # the trainer ran 2 epochs of 2 steps; the first log window (1 step) is warm-up
-    assert [rows[m]["steps timed"] for m in rows] == ["2", "3", "3"]
+    assert [rows[m]["steps timed"] for m in rows] == ["2", "2", "3", "3"]
     for mode, row in rows.items():
         s_per_step, utt_per_s = float(row["s/step"]), float(row["utt/s"])
         ratio, load = float(row["x baseline (utt/s)"]), float(row["load (1 min)"])
@@ -81,6 +81,7 @@ def test_tiny_benchmark_run(tmp_path):
     # windows (1 step each): epoch 1 step 1 warm-up, step 2 steady, epoch 2 step 1 restart, step 2 steady
     assert float(rows["wespk 1 proc"]["steady s/step"]) > 0
     assert rows["baseline eager"]["steady s/step"] == rows["data only"]["steady s/step"] == "-"
+    assert rows["baseline eager, heap kept"]["setting"] == rows["baseline eager"]["setting"]
     assert rows["baseline eager"]["setting"] == "1 process x batch 4, 1 thread, 1000 classes"
     assert rows["wespk 1 proc"]["setting"] == (f"1 process x batch 4, 1 thread, 1 worker, "
                                                f"{3 * NUM_TRAIN_SPEAKERS} classes")

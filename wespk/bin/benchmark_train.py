@@ -5,12 +5,16 @@
 
 For each model, measured one after the other in the same run:
 
-* ``baseline eager``: the reference loop of issue 5, in this process: model +
+* ``baseline eager``: the reference loop of issue 5, in a fresh process: model +
   ``arc_margin`` head (``wespk.losses.get_projection``, ``--num_class``
   classes), cross-entropy, ``backward()``, ``SGD.step()``, on one random batch
   of ``--batch_size`` x ``--num_frms`` frames x 80 bins, fp32, with as many
   threads as ``--cores`` (default: all); ``--warmup_steps`` untimed steps,
   then ``--steps`` timed.
+* ``baseline eager, heap kept``: the same loop after the allocator setting
+  that ``wespk.bin.train`` applies (:mod:`wespk.utils.malloc`: large buffers
+  are reused from the heap instead of being mapped afresh), to show how much
+  of wespk's speed comes from it.
 * ``wespk N proc``: the real entry point on real audio. A raw list of the
   bundled corpus (``corpus/mini/train``: 368 utterances, 89 speakers) is
   built, with a noise set and simulated RIRs; the config reads it through the
@@ -89,6 +93,7 @@ PROJECTION_ARGS = MappingProxyType({"project_type": "arc_margin", "scale": 32.0,
 SGD_ARGS = MappingProxyType({"momentum": 0.9, "nesterov": True, "weight_decay": 1e-4})
 BASELINE_LR = 0.025  # WeSpeaker's 0.1 scaled by 16 / 64; speed does not depend on it
 MODE_BASELINE = "baseline eager"
+MODE_BASELINE_HEAP = "baseline eager, heap kept"
 MODE_DATA = "data only"
 
 
@@ -165,12 +170,30 @@ def head_flops_share(model_name: str, model_args: Mapping, num_frms: int, num_cl
 # ----------------------------------------------------------- baseline ---
 def time_eager_baseline(model_name: str, model_args: Mapping, num_class: int, batch_size: int,
                         num_frms: int, warmup_steps: int, steps: int, threads: int,
-                        seed: int) -> Measurement:
-    """Mean wall time of a plain eager SGD step (forward, margin head, CE, backward, step)."""
+                        seed: int, keep_heap: bool = False) -> Measurement:
+    """Mean wall time of a plain eager SGD step (forward, margin head, CE, backward, step).
+
+    Runs in a fresh process, so that the allocator starts as any script's
+    would; ``keep_heap`` applies :mod:`wespk.utils.malloc` there first, as
+    ``wespk.bin.train`` does.
+    """
+    import concurrent.futures
+    import multiprocessing
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_eager_baseline, model_name, dict(model_args), num_class, batch_size, num_frms,
+                           warmup_steps, steps, threads, seed, keep_heap).result()
+
+
+def _eager_baseline(model_name: str, model_args: Mapping, num_class: int, batch_size: int,
+                    num_frms: int, warmup_steps: int, steps: int, threads: int,
+                    seed: int, keep_heap: bool) -> Measurement:
     import torch.nn.functional as F
     from wespk.losses import get_projection
     from wespk.models import embedding_from_output, get_speaker_model
 
+    if keep_heap:
+        from wespk.utils.malloc import keep_large_allocations_in_heap
+        keep_large_allocations_in_heap()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -205,8 +228,8 @@ def time_eager_baseline(model_name: str, model_args: Mapping, num_class: int, ba
     if not all(math.isfinite(v) for v in losses):
         raise RuntimeError(f"{model_name}: the baseline loop gave a non-finite loss {losses}")
     setting = f"1 process x batch {batch_size}, {_plural(threads, 'thread')}, {num_class} classes"
-    return Measurement(model_name, MODE_BASELINE, setting, steps, elapsed / steps, batch_size * steps / elapsed,
-                       load_average())
+    return Measurement(model_name, MODE_BASELINE_HEAP if keep_heap else MODE_BASELINE, setting, steps,
+                       elapsed / steps, batch_size * steps / elapsed, load_average())
 
 
 # ---------------------------------------------------------------- data ---
@@ -501,7 +524,7 @@ def data_verdicts(measurements: Sequence[Measurement], cores: int) -> List[str]:
         rows = [m for m in measurements if m.model == model]
         data = next((m for m in rows if m.mode == MODE_DATA), None)
         # what the pipeline feeds: wespk's runs (the baseline reads random tensors)
-        training = [m for m in rows if m.mode not in (MODE_DATA, MODE_BASELINE)]
+        training = [m for m in rows if m.mode not in (MODE_DATA, MODE_BASELINE, MODE_BASELINE_HEAP)]
         if data is None or not training:
             continue
         fastest = max(training, key=lambda m: m.utts_per_second)
@@ -627,9 +650,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for model in models:
                 model_args = model_args_for(model, extra_model_args)
                 logger.info("%s: baseline eager loop, %d + %d steps", model, args.warmup_steps, args.steps)
-                measurements.append(time_eager_baseline(model, model_args, baseline_classes, args.batch_size,
-                                                        args.num_frms, args.warmup_steps, args.steps, cores,
-                                                        args.seed))
+                for keep_heap in (False, True):
+                    measurements.append(time_eager_baseline(model, model_args, baseline_classes, args.batch_size,
+                                                            args.num_frms, args.warmup_steps, args.steps, cores,
+                                                            args.seed, keep_heap))
                 for procs in procs_list:
                     measurements.append(time_trainer(model, procs, cores, work_dir, model_args, data,
                                                      dataset_args, args.batch_size, args.num_workers,

@@ -14,6 +14,7 @@ import sys
 from wespk.io.config import ConfigError, load_config
 from wespk.train.distributed import cleanup, init_distributed
 from wespk.utils.logs import setup_logging
+from wespk.utils.malloc import keep_large_allocations_in_heap
 
 logger = logging.getLogger("wespk.bin.train")
 
@@ -54,6 +55,7 @@ def main(argv=None) -> int:
         print(f"wespk.bin.train: {args.config}: {e}", file=sys.stderr)
         return 2
 
+    keep_large_allocations_in_heap()  # activations and gradients reuse heap memory (wespk.utils.malloc)
     info = init_distributed(args.device)
     setup_logging(info.rank, os.path.join(config["exp_dir"], "train.log"))
     logger.info("command: %s", " ".join(sys.argv))
