@@ -9,6 +9,7 @@ checkpoint in ``<exp_dir>/models`` unless ``--checkpoint`` names one.
 import argparse
 import logging
 import os
+import shlex
 import sys
 
 from wespk.io.config import ConfigError, load_config
@@ -58,7 +59,8 @@ def main(argv=None) -> int:
     keep_large_allocations_in_heap()  # activations and gradients reuse heap memory (wespk.utils.malloc)
     info = init_distributed(args.device)
     setup_logging(info.rank, os.path.join(config["exp_dir"], "train.log"))
-    logger.info("command: %s", " ".join(sys.argv))
+    # under torchrun -m, sys.argv[0] is a reconstructed path; name the module instead
+    logger.info("command: python -m wespk.bin.train %s", shlex.join(sys.argv[1:] if argv is None else argv))
     from wespk.train.trainer import Trainer
     try:
         trainer = Trainer(config, info, precision=args.precision, checkpoint=args.checkpoint)
