@@ -76,7 +76,9 @@ def test_tiny_benchmark_run(tmp_path):
         ratio, load = float(row["x baseline (utt/s)"]), float(row["load (1 min)"])
         assert s_per_step > 0 and utt_per_s > 0 and ratio > 0 and math.isfinite(load), (mode, row)
         # every step (or batch) carries the global batch of 4 utterances
-        assert s_per_step * utt_per_s == pytest.approx(4, rel=0.05), (mode, row)
+        # (the table rounds s/step to 3 decimals and utt/s to 1: allow for that on fast data batches)
+        rounding = 0.0005 / s_per_step + 0.05 / utt_per_s
+        assert s_per_step * utt_per_s == pytest.approx(4, rel=0.02 + rounding), (mode, row)
     assert float(rows["baseline eager"]["x baseline (utt/s)"]) == 1.0
     # windows (1 step each): epoch 1 step 1 warm-up, step 2 steady, epoch 2 step 1 restart, step 2 steady
     assert float(rows["wespk 1 proc"]["steady s/step"]) > 0
