@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from wespk.bin.benchmark_train import trainer_steps_plan, trainer_throughput
+from wespk.bin.benchmark_train import time_trainer, trainer_steps_plan, trainer_throughput
 
 NUM_TRAIN_SPEAKERS = 89  # corpus/mini/train
 
@@ -100,3 +100,15 @@ def test_tiny_benchmark_run(tmp_path):
     assert [(m["epoch"], m["step"]) for m in metrics] == [(1, 1), (1, 2), (2, 1), (2, 2)]
     raw_list = (work_dir / "data" / "train" / "raw.list").read_text().splitlines()
     assert len(raw_list) == 368
+
+    # run again in the same work dir: a fresh experiment, not a resume of the finished one
+    # (which would train nothing and leave the first run's metrics to be reported)
+    first = {(m["epoch"], m["step"]): m["utt_per_s"] for m in metrics}
+    again = time_trainer("ResNet34", 1, 1, str(work_dir), config["model_args"],
+                         {"raw_list": config["train_data"], "utt2spk": config["train_label"]},
+                         config["dataset_args"], 4, 1, 2, 1, config["seed"], timeout=300)
+    assert "resumed from" not in (exp / "train.log").read_text()
+    metrics = [json.loads(line) for line in (exp / "train_metrics.jsonl").read_text().splitlines()]
+    assert [(m["epoch"], m["step"]) for m in metrics] == list(first)
+    assert all(m["utt_per_s"] != first[m["epoch"], m["step"]] for m in metrics)
+    assert again.steps == 3 and again.seconds_per_step > 0

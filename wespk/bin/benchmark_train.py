@@ -62,6 +62,7 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -468,7 +469,10 @@ def time_trainer(model_name: str, procs: int, cores: int, work_dir: str, model_a
         raise ValueError(f"--batch_size {batch_size} does not split over {procs} processes")
     threads = max(1, cores // procs)
     exp_dir = os.path.join(work_dir, "exp", f"{model_name}_{procs}proc")
-    os.makedirs(exp_dir, exist_ok=True)
+    # a fresh experiment: the trainer would resume from an earlier run's checkpoints in a reused
+    # --work_dir, train nothing and leave that run's metrics to be read as this one's
+    shutil.rmtree(exp_dir, ignore_errors=True)
+    os.makedirs(exp_dir)
     config = trainer_config(exp_dir, model_name, model_args, data, dataset_args, batch_size // procs,
                             num_workers, num_epochs, log_interval, seed)
     config_path = os.path.join(exp_dir, "benchmark_config.yaml")
