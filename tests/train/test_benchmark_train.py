@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from wespk.bin.benchmark_train import time_trainer, trainer_steps_plan, trainer_throughput
+from wespk.bin.benchmark_train import (Measurement, format_table, median_rounds, time_trainer,
+                                       trainer_steps_plan, trainer_throughput)
 
 NUM_TRAIN_SPEAKERS = 89  # corpus/mini/train
 
@@ -51,6 +52,27 @@ def test_trainer_steps_plan():
         trainer_steps_plan(steps=1, log_interval=4, num_epochs=3)
 
 
+def test_rounds_give_the_median_row():
+    def row(mode, seconds, load):
+        return Measurement("M", mode, "s", 8, seconds, 16 / seconds, load)
+
+    rounds = [row("baseline eager", 1.0, 0.1), row("wespk 1 proc", 1.3, 0.2),
+              row("baseline eager", 3.0, 0.3), row("wespk 1 proc", 0.9, 0.4),
+              row("baseline eager", 2.0, 0.5), row("wespk 1 proc", 1.1, 0.6)]
+    rows = median_rounds(rounds)
+    assert [(m.mode, m.seconds_per_step, m.load_1min) for m in rows] == [
+        ("baseline eager", 2.0, 0.5), ("wespk 1 proc", 1.1, 0.6)]
+    assert rows[0].round_seconds_per_step == (1.0, 3.0, 2.0)
+    assert rows[1].utts_per_second == pytest.approx(16 / 1.1)
+    table = format_table(rows)
+    assert table.splitlines()[0].endswith("| s/step of each round |")
+    assert table.splitlines()[3] == ("| M | wespk 1 proc | s | 8 | 1.100 | 14.5 | 1.82 | - | 0.60 | "
+                                     "1.300 0.900 1.100 |")
+    # an even count takes the lower middle; one round adds no column
+    assert median_rounds(rounds[:4])[0].seconds_per_step == 1.0
+    assert "each round" not in format_table(median_rounds(rounds[:2]))
+
+
 def test_tiny_benchmark_run(tmp_path):
     work_dir, report_path = tmp_path / "work", tmp_path / "report.md"
     env = dict(os.environ)
@@ -68,9 +90,10 @@ def test_tiny_benchmark_run(tmp_path):
     assert "--model_args" in report and "load average" in report
 
     rows = table_rows(report, "ResNet34")
-    assert list(rows) == ["baseline eager", "baseline eager, heap kept", "wespk 1 proc", "data only"]
+    assert list(rows) == ["baseline eager", "baseline eager, heap kept", "wespk step, batch in memory",
+                          "wespk 1 proc", "data only"]
     # the trainer ran 2 epochs of 2 steps; the first log window (1 step) is warm-up
-    assert [rows[m]["steps timed"] for m in rows] == ["2", "2", "3", "3"]
+    assert [rows[m]["steps timed"] for m in rows] == ["2", "2", "2", "3", "3"]
     for mode, row in rows.items():
         s_per_step, utt_per_s = float(row["s/step"]), float(row["utt/s"])
         ratio, load = float(row["x baseline (utt/s)"]), float(row["load (1 min)"])
@@ -85,6 +108,8 @@ def test_tiny_benchmark_run(tmp_path):
     assert rows["baseline eager"]["steady s/step"] == rows["data only"]["steady s/step"] == "-"
     assert rows["baseline eager, heap kept"]["setting"] == rows["baseline eager"]["setting"]
     assert rows["baseline eager"]["setting"] == "1 process x batch 4, 1 thread, 1000 classes"
+    assert rows["wespk step, batch in memory"]["setting"] == (f"1 process x batch 4, 1 thread, no workers, "
+                                                              f"{3 * NUM_TRAIN_SPEAKERS} classes")
     assert rows["wespk 1 proc"]["setting"] == (f"1 process x batch 4, 1 thread, 1 worker, "
                                                f"{3 * NUM_TRAIN_SPEAKERS} classes")
     assert "the data pipeline alone delivers" in report and "CPU ms per utterance" in report

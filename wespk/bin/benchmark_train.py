@@ -15,6 +15,12 @@ For each model, measured one after the other in the same run:
   that ``wespk.bin.train`` applies (:mod:`wespk.utils.malloc`: large buffers
   are reused from the heap instead of being mapped afresh), to show how much
   of wespk's speed comes from it.
+* ``wespk step, batch in memory``: wespk's own step
+  (``Trainer.train_step`` with the schedulers, built from the config of the
+  1-process run) on one real batch held in memory, in a fresh process with
+  the allocator setting and as many threads as the baselines, the same
+  warm-up and timed steps: the loop itself against the baselines, without
+  the data pipeline's share of the cores.
 * ``wespk N proc``: the real entry point on real audio. A raw list of the
   bundled corpus (``corpus/mini/train``: 368 utterances, 89 speakers) is
   built, with a noise set and simulated RIRs; the config reads it through the
@@ -96,6 +102,7 @@ BASELINE_LR = 0.025  # WeSpeaker's 0.1 scaled by 16 / 64; speed does not depend 
 MODE_BASELINE = "baseline eager"
 MODE_BASELINE_HEAP = "baseline eager, heap kept"
 MODE_DATA = "data only"
+MODE_STEP = "wespk step, batch in memory"
 
 
 @dataclasses.dataclass
@@ -111,6 +118,22 @@ class Measurement:
     load_1min: float
     cpu_ms_per_utt: Optional[float] = None  # data only: CPU time of the producing processes
     steady_seconds_per_step: Optional[float] = None  # wespk: without the windows that start an epoch
+    round_seconds_per_step: Tuple[float, ...] = ()  # with --repeats: s/step of every round
+
+
+def median_rounds(measurements: Sequence[Measurement]) -> List[Measurement]:
+    """One row per (model, mode), in order of first appearance: the round with the median
+    seconds per step (the lower one of an even count), carrying every round's figure."""
+    groups: Dict[Tuple[str, str], List[Measurement]] = {}
+    for m in measurements:
+        groups.setdefault((m.model, m.mode), []).append(m)
+    rows = []
+    for group in groups.values():
+        ordered = sorted(group, key=lambda m: m.seconds_per_step)
+        chosen = ordered[(len(ordered) - 1) // 2]
+        rows.append(dataclasses.replace(chosen, round_seconds_per_step=tuple(
+            m.seconds_per_step for m in group)))
+    return rows
 
 
 def _plural(count: int, noun: str) -> str:
@@ -345,6 +368,64 @@ def time_data_only(model_name: str, data: Mapping[str, str], dataset_args: Mappi
 
 
 # ------------------------------------------------------------- trainer ---
+def time_trainer_step(model_name: str, cores: int, work_dir: str, model_args: Mapping,
+                      data: Mapping[str, str], dataset_args: Mapping, batch_size: int,
+                      warmup_steps: int, steps: int, seed: int) -> Measurement:
+    """Mean wall time of wespk's own training step on one real batch held in memory.
+
+    The trainer is built from the same config as the ``wespk 1 proc`` run, in
+    a fresh process with the allocator setting of ``wespk.bin.train``; each
+    step sets LR and margin from the schedulers and calls
+    :meth:`Trainer.train_step` (DDP wrapper when distributed, autocast, the
+    head and loss in fp32, the NaN/Inf guard, the optimizer). With no data
+    to make, this row compares the loop itself with the baselines.
+    """
+    import concurrent.futures
+    import multiprocessing
+    exp_dir = os.path.join(work_dir, "exp", f"{model_name}_step")
+    shutil.rmtree(exp_dir, ignore_errors=True)
+    config = trainer_config(exp_dir, model_name, model_args, data, dataset_args, batch_size, 0, 1, 1, seed)
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_trainer_step, config, cores, warmup_steps, steps).result()
+
+
+def _trainer_step(config: Dict, threads: int, warmup_steps: int, steps: int) -> Measurement:
+    from wespk.train.distributed import init_distributed
+    from wespk.train.trainer import Trainer
+    from wespk.utils.malloc import keep_large_allocations_in_heap
+
+    keep_large_allocations_in_heap()
+    torch.set_num_threads(threads)
+    for name in ("wespk.train", "wespk.data"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    trainer = Trainer(config, init_distributed("cpu"))
+    trainer.dataset.set_epoch(1)
+    batch = next(iter(trainer.dataset))
+    trainer.model.train()
+    losses = []
+
+    def step(global_step: int) -> None:
+        trainer.scheduler.step(global_step)
+        if trainer.margin_scheduler is not None:
+            trainer.margin_scheduler.step(global_step)
+        result = trainer.train_step(batch)
+        losses.append(float(result["loss"]) if result is not None else math.nan)
+
+    for i in range(warmup_steps):
+        step(i)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(warmup_steps + i)
+    elapsed = time.perf_counter() - start
+    if not all(math.isfinite(v) for v in losses):
+        raise RuntimeError(f"{config['model']}: wespk's step gave a non-finite loss {losses}")
+    batch_size = int(batch["labels"].numel())
+    setting = (f"1 process x batch {batch_size}, {_plural(threads, 'thread')}, no workers, "
+               f"{config['num_class']} classes")
+    return Measurement(config["model"], MODE_STEP, setting, steps, elapsed / steps,
+                       batch_size * steps / elapsed, load_average())
+
+
 def trainer_config(exp_dir: str, model_name: str, model_args: Mapping, data: Mapping[str, str],
                    dataset_args: Mapping, per_process_batch: int, num_workers: int,
                    num_epochs: int, log_interval: int, seed: int) -> Dict:
@@ -502,16 +583,20 @@ def baseline_rate(measurements: Sequence[Measurement], model: str) -> Optional[f
 
 
 def format_table(measurements: Sequence[Measurement]) -> str:
-    """The markdown table of the report."""
+    """The markdown table of the report (a column of every round's s/step when there were several)."""
+    rounds = any(len(m.round_seconds_per_step) > 1 for m in measurements)
     lines = ["| model | mode | setting | steps timed | s/step | utt/s | x baseline (utt/s) | "
-             "steady s/step | load (1 min) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "steady s/step | load (1 min) |" + (" s/step of each round |" if rounds else ""),
+             "|---|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if rounds else "")]
     for m in measurements:
         base = baseline_rate(measurements, m.model)
         ratio = f"{m.utts_per_second / base:.2f}" if base else "-"
         steady = f"{m.steady_seconds_per_step:.3f}" if m.steady_seconds_per_step is not None else "-"
-        lines.append(f"| {m.model} | {m.mode} | {m.setting} | {m.steps} | {m.seconds_per_step:.3f} | "
-                     f"{m.utts_per_second:.1f} | {ratio} | {steady} | {m.load_1min:.2f} |")
+        line = (f"| {m.model} | {m.mode} | {m.setting} | {m.steps} | {m.seconds_per_step:.3f} | "
+                f"{m.utts_per_second:.1f} | {ratio} | {steady} | {m.load_1min:.2f} |")
+        if rounds:
+            line += " " + " ".join(f"{v:.3f}" for v in m.round_seconds_per_step) + " |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -528,7 +613,7 @@ def data_verdicts(measurements: Sequence[Measurement], cores: int) -> List[str]:
         rows = [m for m in measurements if m.model == model]
         data = next((m for m in rows if m.mode == MODE_DATA), None)
         # what the pipeline feeds: wespk's runs (the baseline reads random tensors)
-        training = [m for m in rows if m.mode not in (MODE_DATA, MODE_BASELINE, MODE_BASELINE_HEAP)]
+        training = [m for m in rows if m.mode not in (MODE_DATA, MODE_BASELINE, MODE_BASELINE_HEAP, MODE_STEP)]
         if data is None or not training:
             continue
         fastest = max(training, key=lambda m: m.utts_per_second)
@@ -598,6 +683,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--work_dir", default=None,
                         help="keep lists, configs and exp dirs here (default: a temporary dir)")
     parser.add_argument("--output_md", default=None, help="also write the report here")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="rounds of all the measurements, one after the other; each row shows its "
+                             "median round and every round's s/step (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--timeout", type=float, default=3600.0,
                         help="seconds allowed per trainer run (default: %(default)s)")
@@ -615,9 +703,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"--model_args is not JSON: {e}")
     if not isinstance(extra_model_args, dict):
         parser.error("--model_args must be a JSON object")
-    if (args.steps < 1 or args.log_interval < 1 or args.epochs < 1 or args.cores < 0
+    if (args.steps < 1 or args.log_interval < 1 or args.epochs < 1 or args.repeats < 1 or args.cores < 0
             or any(p < 1 for p in procs_list)):
-        parser.error("--steps, --log_interval, --epochs and --procs must be positive, --cores >= 0")
+        parser.error("--steps, --log_interval, --epochs, --repeats and --procs must be positive, --cores >= 0")
     from wespk.models import get_speaker_model
     for model in models:
         try:
@@ -651,30 +739,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                          read_spk2id(data["utt2spk"]), batch_size=args.batch_size).num_classes
         baseline_classes = args.num_class or trainer_classes
         try:
-            for model in models:
-                model_args = model_args_for(model, extra_model_args)
-                logger.info("%s: baseline eager loop, %d + %d steps", model, args.warmup_steps, args.steps)
-                for keep_heap in (False, True):
-                    measurements.append(time_eager_baseline(model, model_args, baseline_classes, args.batch_size,
-                                                            args.num_frms, args.warmup_steps, args.steps, cores,
-                                                            args.seed, keep_heap))
-                for procs in procs_list:
-                    measurements.append(time_trainer(model, procs, cores, work_dir, model_args, data,
-                                                     dataset_args, args.batch_size, args.num_workers,
-                                                     args.epochs, args.log_interval, args.seed, args.timeout))
-                logger.info("%s: the data pipeline alone, %d batches", model, trainer_timed_steps)
-                measurements.append(time_data_only(model, data, dataset_args, args.batch_size,
-                                                   args.num_workers, trainer_timed_steps, args.seed))
-                if baseline_classes != trainer_classes:
-                    share_base = head_flops_share(model, model_args, args.num_frms, baseline_classes)
-                    share_trainer = head_flops_share(model, model_args, args.num_frms, trainer_classes)
-                    notes.append(f"{model}: the baseline head ({baseline_classes} classes) is "
-                                 f"{100 * share_base:.3f}% of the model's FLOPs, the trainer's "
-                                 f"({trainer_classes} classes) {100 * share_trainer:.3f}%")
+            for round_index in range(args.repeats):
+                if args.repeats > 1:
+                    logger.info("round %d of %d", round_index + 1, args.repeats)
+                for model in models:
+                    model_args = model_args_for(model, extra_model_args)
+                    logger.info("%s: baseline eager loop, %d + %d steps", model, args.warmup_steps, args.steps)
+                    for keep_heap in (False, True):
+                        measurements.append(time_eager_baseline(
+                            model, model_args, baseline_classes, args.batch_size, args.num_frms,
+                            args.warmup_steps, args.steps, cores, args.seed, keep_heap))
+                    logger.info("%s: wespk's step on a batch in memory, %d + %d steps", model,
+                                args.warmup_steps, args.steps)
+                    measurements.append(time_trainer_step(
+                        model, cores, work_dir, model_args, data, dataset_args, args.batch_size,
+                        args.warmup_steps, args.steps, args.seed))
+                    for procs in procs_list:
+                        measurements.append(time_trainer(
+                            model, procs, cores, work_dir, model_args, data, dataset_args, args.batch_size,
+                            args.num_workers, args.epochs, args.log_interval, args.seed, args.timeout))
+                    logger.info("%s: the data pipeline alone, %d batches", model, trainer_timed_steps)
+                    measurements.append(time_data_only(model, data, dataset_args, args.batch_size,
+                                                       args.num_workers, trainer_timed_steps, args.seed))
+                    if baseline_classes != trainer_classes and round_index == 0:
+                        share_base = head_flops_share(model, model_args, args.num_frms, baseline_classes)
+                        share_trainer = head_flops_share(model, model_args, args.num_frms, trainer_classes)
+                        notes.append(f"{model}: the baseline head ({baseline_classes} classes) is "
+                                     f"{100 * share_base:.3f}% of the model's FLOPs, the trainer's "
+                                     f"({trainer_classes} classes) {100 * share_trainer:.3f}%")
         except (RuntimeError, ValueError, TypeError) as e:  # TypeError: model_args the model lacks
             print(f"wespk.bin.benchmark_train: {e}", file=sys.stderr)
             return 1
     load_after = os.getloadavg()
+    measurements = median_rounds(measurements)
 
     corpus = os.path.abspath(args.corpus)
     if corpus.startswith(str(REPO_ROOT) + os.sep):

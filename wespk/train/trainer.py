@@ -359,7 +359,9 @@ class Trainer:
         barrier()
 
     # -- the loop ------------------------------------------------------------
-    def _train_step(self, batch: Dict) -> Optional[Dict]:
+    def train_step(self, batch: Dict) -> Optional[Dict]:
+        """One optimisation step on ``batch`` (the LR and margin set by the caller's schedulers);
+        returns loss, accuracy and utterance count, or None when the NaN/Inf guard skipped it."""
         feats = batch["feats"].to(self.device, non_blocking=True)
         labels = batch["labels"].to(self.device, non_blocking=True)
         with autocast_context(self.device, self.precision):
@@ -428,7 +430,7 @@ class Trainer:
                 if self.batch_keys_path:
                     with open(self.batch_keys_path, "a", encoding="utf-8") as f:
                         f.write(f"{epoch} {step + 1} {' '.join(batch['keys'])}\n")
-                result = self._train_step(batch)
+                result = self.train_step(batch)
                 steps_run += 1
                 if result is None:
                     self.skipped_steps += 1
