@@ -1,8 +1,14 @@
 """QMF calibration against WeSpeaker's golden run (factor files, model, calibrated scores)."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
+
+from tests.conftest import REPO
 
 from wespk.io.files import DataFileError
 from wespk.scoring.calibration import (apply_qmf, gather_factors, load_qmf_model, read_factors, save_qmf_model,
@@ -33,27 +39,61 @@ def test_factor_files_are_byte_identical(golden_scoring, tmp_path, score_name):
     np.testing.assert_array_equal(factors.features, read_factors(golden_path).features)
 
 
-def test_training_reproduces_golden_model_bit_for_bit(golden_scoring, golden_model, tmp_path):
+def test_training_reaches_the_golden_optimum(golden_scoring, golden_model, tmp_path):
+    """In this process MKL uses whatever kernels the CPU offers; the path of the ill-conditioned fit
+    then differs in the last bits, but it ends at the same Cllr with a model as good as the golden one."""
     factors = read_factors(golden_scoring / "calibration/asnorm100_mean_cali_trials.calibration.txt")
     result = train_qmf_on_factors(factors)
-    assert result.num_steps == 43  # NOTES.md: 43 outer LBFGS steps before the early stop
+    assert 30 <= result.num_steps <= 50  # NOTES.md: 43 outer LBFGS steps before the early stop
     assert set(result.state_dict) == {"linear.weight", "linear.bias"}
-    for key, value in golden_model.items():
-        assert result.state_dict[key].dtype == torch.float64
-        assert torch.equal(result.state_dict[key], value), key
-    assert result.final_cllr == pytest.approx(0.1225, abs=5e-5)
+    assert all(value.dtype == torch.float64 for value in result.state_dict.values())
+    assert result.final_cllr == pytest.approx(0.1225, abs=2e-4)
+    evaluation = read_factors(golden_scoring / "calibration/asnorm100_mean_trials.calibration.txt")
+    golden_llrs = apply_qmf(golden_model, evaluation.features)
+    is_target = read_score_file(golden_scoring / "scores/cali_asnorm100_mean.score.txt").is_target
+    assert cllr(apply_qmf(result.state_dict, evaluation.features), is_target) == pytest.approx(
+        cllr(golden_llrs, is_target), abs=2e-3)
     save_qmf_model(tmp_path / "model.pt", result.state_dict)
     for key, value in load_qmf_model(tmp_path / "model.pt").items():
-        assert torch.equal(value, golden_model[key])
+        assert torch.equal(value, result.state_dict[key])
+
+
+def test_entry_point_reproduces_golden_model_bit_for_bit(golden_scoring, golden_model, tmp_path):
+    """``wespk.bin.calibrate`` runs MKL in its reproducible mode: WeSpeaker's model on any x86 CPU."""
+    env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    factors = golden_scoring / "calibration/asnorm100_mean_cali_trials.calibration.txt"
+    proc = subprocess.run([sys.executable, "-m", "wespk.bin.calibrate", "train", "--factors", str(factors),
+                           "--model", str(tmp_path / "model.pt")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(43 LBFGS steps)" in proc.stdout + proc.stderr
+    model = load_qmf_model(tmp_path / "model.pt")
+    assert set(model) == set(golden_model)
+    for key, value in golden_model.items():
+        assert model[key].dtype == torch.float64
+        assert torch.equal(model[key], value), key
 
 
 def test_calibrated_scores_match_golden(golden_scoring, golden_model, tmp_path):
     factors = read_factors(golden_scoring / "calibration/asnorm100_mean_trials.calibration.txt")
     golden_path = golden_scoring / "scores/cali_asnorm100_mean.score.txt"
     golden = read_score_file(golden_path)
-    # WeSpeaker rounds the weights to float32 at inference: reproduced exactly on request
-    write_calibrated_scores(tmp_path / "cali", factors, apply_qmf(golden_model, factors.features, float32_weights=True))
+    # WeSpeaker rounds the weights to float32 at inference: reproduced on request, to the last bits of
+    # the float64 products (which depend on MKL's kernels for this CPU in this process) ...
+    float32_llrs = apply_qmf(golden_model, factors.features, float32_weights=True)
+    assert np.max(np.abs(float32_llrs - golden.scores)) <= 1e-12
+    # ... and byte for byte through the entry point, which runs MKL in its reproducible mode
+    env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-m", "wespk.bin.calibrate", "apply", "--float32_weights",
+                           "--model", str(golden_scoring / "calibration/calibration_model.pt"),
+                           "--factors", str(golden_scoring / "calibration/asnorm100_mean_trials.calibration.txt"),
+                           "--output", str(tmp_path / "cali")], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "cali").read_text() == golden_path.read_text()
+    write_calibrated_scores(tmp_path / "cali_in_process", factors, float32_llrs)
+    assert read_score_file(tmp_path / "cali_in_process").enroll == golden.enroll
     llrs = apply_qmf(golden_model, factors.features)
     assert np.max(np.abs(llrs - golden.scores)) <= 1e-6
     # calibrated scores have a much lower Cllr than the raw AS-norm scores (NOTES.md: 0.350 -> 0.162)
