@@ -67,8 +67,13 @@ def test_cosine_equals_pairwise_definition_in_every_chunking():
     enroll, test = rng.integers(0, 50, 300), rng.integers(0, 50, 300)
     expected = [float(np.dot(matrix[a], matrix[b]) / np.linalg.norm(matrix[a]) / np.linalg.norm(matrix[b]))
                 for a, b in zip(enroll, test)]
+    single = cosine_scores(matrix, enroll, test, chunk_trials=7, threads=1)
     for chunk in (1, 7, 1000):
-        np.testing.assert_allclose(cosine_scores(matrix, enroll, test, chunk_trials=chunk), expected, atol=1e-6)
+        for threads in (1, 2):
+            scores = cosine_scores(matrix, enroll, test, chunk_trials=chunk, threads=threads)
+            np.testing.assert_allclose(scores, expected, atol=1e-6)
+            # each trial's dot product is the same whichever chunk or thread computes it
+            np.testing.assert_array_equal(scores, single)
 
 
 def test_length_norm_normalises_before_the_mean():

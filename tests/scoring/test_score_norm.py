@@ -81,9 +81,11 @@ def test_chunked_topk_equals_naive_sort():
     cohort = rng.standard_normal((50, 12)).astype(np.float32)
     expected_mean, expected_std = naive_stats(embeddings, cohort, 9)
     for chunk in (1, 8, 100):
-        mean, std = cohort_score_stats(embeddings, cohort, 9, chunk_rows=chunk, progress=False)
-        np.testing.assert_allclose(mean, expected_mean, atol=2e-6)
-        np.testing.assert_allclose(std, expected_std, atol=2e-6)
+        for threads in (1, 2):
+            mean, std = cohort_score_stats(embeddings, cohort, 9, chunk_rows=chunk, progress=False,
+                                           threads=threads)
+            np.testing.assert_allclose(mean, expected_mean, atol=2e-6)
+            np.testing.assert_allclose(std, expected_std, atol=2e-6)
     # top_n >= cohort size means the whole cohort, i.e. S-norm
     whole = cohort_score_stats(embeddings, cohort, 500, progress=False)
     np.testing.assert_array_equal(whole[0], cohort_score_stats(embeddings, cohort, None, progress=False)[0])
@@ -109,3 +111,20 @@ def test_dimension_mismatch_and_degenerate_cohort_are_errors():
         cohort_score_stats(np.zeros((2, 3), np.float32), np.ones((5, 3), np.float32))
     with pytest.raises(ValueError, match="zero spread"):
         cohort_score_stats(np.ones((2, 3), np.float32), np.ones((5, 3), np.float32), top_n=2)
+
+
+def test_stats_do_not_depend_on_row_slicing(monkeypatch):
+    import wespk.scoring.score_norm as score_norm
+    rng = np.random.default_rng(8)
+    embeddings = rng.standard_normal((53, 16)).astype(np.float32)
+    cohort = rng.standard_normal((40, 16)).astype(np.float32)
+    reference = {top_n: cohort_score_stats(embeddings, cohort, top_n, progress=False, threads=1)
+                 for top_n in (7, None)}
+    monkeypatch.setattr(score_norm, "STATS_ROWS", 5)
+    for top_n, (mean, std) in reference.items():
+        sliced = cohort_score_stats(embeddings, cohort, top_n, chunk_rows=16, progress=False, threads=2)
+        np.testing.assert_array_equal(sliced[0], mean)
+        np.testing.assert_array_equal(sliced[1], std)
+    expected_mean, expected_std = naive_stats(embeddings, cohort, 7)
+    np.testing.assert_allclose(reference[7][0], expected_mean, atol=2e-6)
+    np.testing.assert_allclose(reference[7][1], expected_std, atol=2e-6)

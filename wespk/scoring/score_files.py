@@ -156,7 +156,7 @@ def check_label_column(table: TextTable, column: int, allow_unknown: bool = Fals
 
 def labels_to_targets(labels: Sequence[str]) -> np.ndarray:
     """Boolean array, True where the label is ``target``."""
-    return np.array([label == "target" for label in labels], dtype=bool)
+    return np.fromiter(map("target".__eq__, labels), dtype=bool, count=len(labels))
 
 
 @dataclass

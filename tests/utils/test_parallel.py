@@ -1,0 +1,35 @@
+"""Row-parallel helper: every row once, results independent of the thread count, errors raised."""
+
+import numpy as np
+import pytest
+
+from wespk.utils.parallel import for_row_ranges, usable_cores
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("num_rows,step", [(0, 4), (1, 4), (10, 3), (12, 4), (5, 100)])
+def test_every_row_once(threads, num_rows, step):
+    visits = np.zeros(num_rows, dtype=np.int64)
+    ranges = []
+
+    def work(start, stop):
+        ranges.append((start, stop))
+        visits[start:stop] += 1
+
+    for_row_ranges(num_rows, step, work, threads)
+    assert (visits == 1).all()
+    assert all(0 <= a < b <= num_rows and b - a <= step for a, b in ranges)
+    assert len(ranges) == -(-num_rows // step)
+
+
+def test_error_in_a_range_is_raised():
+    def work(start, stop):
+        if start <= 7 < stop:
+            raise ValueError(f"bad row in {start}:{stop}")
+
+    with pytest.raises(ValueError, match="bad row in 6:9"):
+        for_row_ranges(20, 3, work, threads=2)
+
+
+def test_usable_cores():
+    assert 1 <= usable_cores()
