@@ -339,7 +339,7 @@ def benchmark_scale(name: str, work: Path, seed: int, repeats: int = 1) -> Scale
     table = timed(phases, "asnorm: read scores", read_score_file, out["cos.score"])
     cohort_prepared = prepare_embeddings(cohort.matrix, mean_vec)
     used = np.unique(np.concatenate([enroll, test]))
-    mean, std = timed(phases, "asnorm: cohort stats (chunked topk)", cohort_score_stats, prepared[used],
+    mean, std = timed(phases, "asnorm: cohort stats (chunked partition)", cohort_score_stats, prepared[used],
                       cohort_prepared, TOP_N, progress=False)
     full_mean = np.zeros(len(prepared), np.float32)
     full_std = np.ones(len(prepared), np.float32)
@@ -375,7 +375,7 @@ def benchmark_scale(name: str, work: Path, seed: int, repeats: int = 1) -> Scale
         logger.info("  %-34s %8.3f s", key, value)
 
     ours_cosine = phases["cosine: scores"] + phases["cosine: write"]
-    ours_norm = phases["asnorm: cohort stats (chunked topk)"] + phases["asnorm: normalise trials"] + \
+    ours_norm = phases["asnorm: cohort stats (chunked partition)"] + phases["asnorm: normalise trials"] + \
         phases["asnorm: write"]
     result.ratios = {
         "cosine (scores + write) vs per-trial loop": base["cosine per-trial loop"] / ours_cosine,
