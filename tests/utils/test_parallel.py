@@ -1,5 +1,8 @@
 """Row-parallel helper: every row once, results independent of the thread count, errors raised."""
 
+import os
+import threading
+
 import numpy as np
 import pytest
 
@@ -31,5 +34,11 @@ def test_error_in_a_range_is_raised():
         for_row_ranges(20, 3, work, threads=2)
 
 
-def test_usable_cores():
-    assert 1 <= usable_cores()
+def test_usable_cores_follow_the_affinity():
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    assert usable_cores() == len(os.sched_getaffinity(0))
+    # the thread count used by default is the usable cores, capped by the number of ranges
+    seen = set()
+    for_row_ranges(64, 1, lambda start, stop: seen.add(threading.get_ident()))
+    assert 1 <= len(seen) <= usable_cores()

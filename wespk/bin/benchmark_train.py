@@ -82,6 +82,7 @@ import torch
 import yaml
 
 from wespk.utils.logs import setup_logging
+from wespk.utils.parallel import usable_cores
 
 logger = logging.getLogger("wespk.bin.benchmark_train")
 
@@ -143,14 +144,6 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'es' if noun.endswith('s') else 's'}"
 
 
-def cpu_cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def cpu_name() -> str:
     """The CPU model from /proc/cpuinfo, else the platform's machine name."""
     try:
@@ -192,6 +185,15 @@ def head_flops_share(model_name: str, model_args: Mapping, num_frms: int, num_cl
 
 
 # ----------------------------------------------------------- baseline ---
+def in_fresh_process(function, *args):
+    """``function(*args)`` in a new (spawned) Python process, so that its allocator and thread
+    pools start as any script's would; returns its result, raises its exception."""
+    import concurrent.futures
+    import multiprocessing
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
 def time_eager_baseline(model_name: str, model_args: Mapping, num_class: int, batch_size: int,
                         num_frms: int, warmup_steps: int, steps: int, threads: int,
                         seed: int, keep_heap: bool = False) -> Measurement:
@@ -201,11 +203,8 @@ def time_eager_baseline(model_name: str, model_args: Mapping, num_class: int, ba
     would; ``keep_heap`` applies :mod:`wespk.utils.malloc` there first, as
     ``wespk.bin.train`` does.
     """
-    import concurrent.futures
-    import multiprocessing
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_eager_baseline, model_name, dict(model_args), num_class, batch_size, num_frms,
-                           warmup_steps, steps, threads, seed, keep_heap).result()
+    return in_fresh_process(_eager_baseline, model_name, dict(model_args), num_class, batch_size, num_frms,
+                            warmup_steps, steps, threads, seed, keep_heap)
 
 
 def _eager_baseline(model_name: str, model_args: Mapping, num_class: int, batch_size: int,
@@ -380,13 +379,10 @@ def time_trainer_step(model_name: str, cores: int, work_dir: str, model_args: Ma
     head and loss in fp32, the NaN/Inf guard, the optimizer). With no data
     to make, this row compares the loop itself with the baselines.
     """
-    import concurrent.futures
-    import multiprocessing
     exp_dir = os.path.join(work_dir, "exp", f"{model_name}_step")
     shutil.rmtree(exp_dir, ignore_errors=True)
     config = trainer_config(exp_dir, model_name, model_args, data, dataset_args, batch_size, 0, 1, 1, seed)
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_trainer_step, config, cores, warmup_steps, steps).result()
+    return in_fresh_process(_trainer_step, config, cores, warmup_steps, steps)
 
 
 def _trainer_step(config: Dict, threads: int, warmup_steps: int, steps: int) -> Measurement:
@@ -720,7 +716,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as e:
         parser.error(str(e))
 
-    cores = args.cores or cpu_cores()
+    cores = args.cores or usable_cores()
     command = "python -m wespk.bin.benchmark_train " + shlex.join(
         list(argv) if argv is not None else sys.argv[1:])
     load_before = os.getloadavg()
@@ -785,7 +781,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"{args.epochs} epochs of {epoch_iter} steps, a log line every {_plural(args.log_interval, 'step')}, "
         f"the first window skipped. Data only: as many batches as the 1-process run timed, after one "
         f"warm-up batch.")
-    machine = (f"{cpu_name()}, {cpu_cores()} cores ({cores} used); torch {torch.__version__}; "
+    machine = (f"{cpu_name()}, {usable_cores()} cores ({cores} used); torch {torch.__version__}; "
                f"load average (1/5/15 min) "
                f"{'/'.join(f'{v:.2f}' for v in load_before)} before, "
                f"{'/'.join(f'{v:.2f}' for v in load_after)} after; {time.time() - started:.0f} s in all")
