@@ -105,8 +105,20 @@ def test_bf16_precision_stays_close_to_fp32(model_dir, data_dir, tmp_path):
     cosine = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
     assert cosine.min() >= 0.999
     assert np.abs(fp32 - bf16).max() > 0  # it did run in reduced precision
+    from wespk.inference.extractor import cpu_has_native_bf16
+    # where bf16 is emulated (and slower than fp32) the run says so
+    assert ("has no bf16 instructions" in run.stderr) == (cpu_has_native_bf16() is False)
     bad = extract(model_dir, data_dir, tmp_path / "x", "--precision", "int8")
     assert bad.returncode != 0 and "invalid choice: 'int8'" in bad.stderr
+
+
+def test_native_bf16_from_cpu_flags():
+    from wespk.inference.extractor import cpu_has_native_bf16
+    xeon = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_vnni\n\nprocessor\t: 1\n"
+    assert cpu_has_native_bf16(xeon) is False
+    assert cpu_has_native_bf16(xeon.replace("avx512_vnni", "avx512_vnni avx512_bf16")) is True
+    assert cpu_has_native_bf16("flags : sse2 amx_bf16 amx_tile") is True
+    assert cpu_has_native_bf16("processor : 0\nFeatures : fp asimd\n") is None  # no x86 flags line
 
 
 def test_batch_plan_bounds_padding_and_size():

@@ -27,6 +27,28 @@ logger = logging.getLogger(__name__)
 
 #: ``--precision`` choices and the autocast dtype of each (None: plain float32).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: /proc/cpuinfo flags of native bf16 arithmetic; without them oneDNN converts to fp32 and back, and
+#: bf16 autocast on the CPU is slower than fp32 (ResNet34 end to end: 2.8x slower on an AVX-512 Xeon
+#: without them, 1.8x faster on an AMD EPYC with AVX512-BF16).
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_native_bf16(cpuinfo: Optional[str] = None) -> Optional[bool]:
+    """Whether the CPU has bf16 instructions, from ``/proc/cpuinfo`` (or the given text of it);
+    None where that cannot be told (no such file)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return None
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    if not flags:
+        return None
+    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +114,10 @@ class EmbeddingExtractor:
         self.device = torch.device(device)
         self.model = optimize_for_inference(model, self.device) if optimize else model.eval()
         self.autocast_dtype = PRECISIONS[precision]
+        if precision == "bf16" and self.device.type == "cpu" and cpu_has_native_bf16() is False:
+            logger.warning("this CPU has no bf16 instructions (%s): bf16 autocast is emulated and slower "
+                           "than fp32 here; the ONNX export is the faster exact path",
+                           " or ".join(NATIVE_BF16_FLAGS))
         self.frontend = FeatureFrontend(config)
         self.sample_rate = self.frontend.sample_rate
 
