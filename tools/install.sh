@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Install wespk into a virtual environment and link it as .venv at the repo root.
 #
-# Usage: bash tools/install.sh [--dev]
-#   --dev   also install the test dependencies (requirements-dev.txt)
+# Usage: bash tools/install.sh [--dev] [--ssl] [--enhance] [--diar]
+#   --dev      also install the test dependencies (requirements-dev.txt) and every extra below
+#   --ssl      self-supervised frontends: transformers (requirements-ssl.txt)
+#   --enhance  diffusion embedding enhancement (SEED): diffusers (requirements-enhance.txt)
+#   --diar     diarization scoring and neural VAD: pyannote.metrics, silero-vad (requirements-diar.txt)
 #
 # The environment is cached outside the clone, in $WESPK_CACHE (default
 # ~/.cache/wespk), under a name derived from the requirement files and this
@@ -16,10 +19,12 @@
 set -euo pipefail
 
 dev=false
+extras=()
 for arg in "$@"; do
   case "$arg" in
-    --dev) dev=true ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --dev) dev=true; extras+=(ssl enhance diar) ;;
+    --ssl|--enhance|--diar) extras+=("${arg#--}") ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "$0: unknown option '$arg'" >&2; exit 2 ;;
   esac
 done
@@ -86,6 +91,18 @@ if $dev && [ ! -f "$venv/.dev-done" ]; then
   "$venv/bin/python" -m pip install -q -r requirements-dev.txt
   touch "$venv/.dev-done"
 fi
+
+# Optional extras, one requirement file each. They are not part of the environment's key:
+# each is installed on top of it, again whenever its file changes.
+for extra in $(printf '%s\n' "${extras[@]+"${extras[@]}"}" | sort -u); do
+  req="requirements-$extra.txt"
+  mark="$venv/.extra-$extra-$(sha256sum "$req" | cut -c1-16)"
+  if [ ! -f "$mark" ]; then
+    log "installing the '$extra' extra ($req)"
+    "$venv/bin/python" -m pip install -q -c requirements.txt -r "$req"
+    touch "$mark"
+  fi
+done
 
 # wespk itself, editable, pointing at this clone.
 "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e . >"$cache/editable-install.log" 2>&1 \
