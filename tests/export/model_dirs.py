@@ -64,7 +64,7 @@ def fbank_config(model: str, model_args: dict) -> dict:
 
 def calibrate_batch_norm(model: torch.nn.Module, config: dict, num_files: int = 8) -> None:
     """Set every BN's running statistics from one train-mode pass over 2 s of real speech per file."""
-    from wespk.bin.benchmark_extract import calibrate_batch_norm as calibrate_on_features
+    from benchmarks.extract import calibrate_batch_norm as calibrate_on_features
     from wespk.inference.frontend import FeatureFrontend
     from wespk.io.audio import load_audio
     frontend = FeatureFrontend(config)

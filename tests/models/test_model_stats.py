@@ -1,6 +1,7 @@
 """The model_stats and benchmark_models commands (no timing asserts)."""
 
-from wespk.bin import benchmark_models, model_stats
+from benchmarks import models as benchmark_models
+from wespk.bin import model_stats
 
 
 def test_model_stats_prints_a_markdown_row_per_model(capsys):

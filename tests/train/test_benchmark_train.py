@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from wespk.bin.benchmark_train import (Measurement, format_table, median_rounds, time_trainer,
+from benchmarks.train import (Measurement, format_table, median_rounds, time_trainer,
                                        trainer_steps_plan, trainer_throughput)
 
 NUM_TRAIN_SPEAKERS = 89  # corpus/mini/train
@@ -78,7 +78,7 @@ def test_tiny_benchmark_run(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, "-m", "wespk.bin.benchmark_train", "--models", "ResNet34",
+        [sys.executable, "-m", "benchmarks.train", "--models", "ResNet34",
          "--model_args", '{"m_channels": 4}', "--steps", "2", "--warmup_steps", "1", "--procs", "1",
          "--batch_size", "4", "--num_frms", "100", "--log_interval", "1", "--epochs", "2",
          "--cores", "1",  # one thread: less exposed to other jobs on the machine

@@ -15,7 +15,7 @@ original to a cosine of 1 within 1e-6):
   oneDNN's convolutions run faster on NHWC activations.
 
 On a 2-core AMD EPYC (Zen 4) this makes ResNet34 embedding extraction about
-15% faster (``python -m wespk.bin.benchmark_extract``). Training never sees
+15% faster (``python -m benchmarks.extract``). Training never sees
 these rewrites: they act on a copy of the model.
 """
 

@@ -15,7 +15,8 @@ valid frames only.
 Conv1dReluBn applies ReLU before BN, as WeSpeaker does.
 """
 
-from typing import Optional, Tuple
+from types import MappingProxyType
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -221,51 +222,36 @@ class ECAPA_TDNN(nn.Module):
         return out4, out
 
 
-def ECAPA_TDNN_c1024(feat_dim: int,
-                     embed_dim: int,
-                     pooling_func: str = 'ASTP',
-                     emb_bn: bool = False) -> ECAPA_TDNN:
-    """ECAPA-TDNN with 1024 channels."""
-    return ECAPA_TDNN(channels=1024,
-                      feat_dim=feat_dim,
-                      embed_dim=embed_dim,
-                      pooling_func=pooling_func,
-                      emb_bn=emb_bn)
+# WeSpeaker's named sizes: name -> (channels, global-context attention).
+ECAPA_VARIANTS = MappingProxyType({
+    'ECAPA_TDNN_c1024': (1024, False),
+    'ECAPA_TDNN_GLOB_c1024': (1024, True),
+    'ECAPA_TDNN_c512': (512, False),
+    'ECAPA_TDNN_GLOB_c512': (512, True),
+})
 
 
-def ECAPA_TDNN_GLOB_c1024(feat_dim: int,
-                          embed_dim: int,
-                          pooling_func: str = 'ASTP',
-                          emb_bn: bool = False) -> ECAPA_TDNN:
-    """ECAPA-TDNN with 1024 channels and global-context attention."""
-    return ECAPA_TDNN(channels=1024,
-                      feat_dim=feat_dim,
-                      embed_dim=embed_dim,
-                      pooling_func=pooling_func,
-                      global_context_att=True,
-                      emb_bn=emb_bn)
+def _named_ecapa(name: str) -> Callable[..., ECAPA_TDNN]:
+    channels, global_context_att = ECAPA_VARIANTS[name]
+
+    def build(feat_dim: int,
+              embed_dim: int,
+              pooling_func: str = 'ASTP',
+              emb_bn: bool = False) -> ECAPA_TDNN:
+        return ECAPA_TDNN(channels=channels,
+                          feat_dim=feat_dim,
+                          embed_dim=embed_dim,
+                          pooling_func=pooling_func,
+                          global_context_att=global_context_att,
+                          emb_bn=emb_bn)
+
+    build.__name__ = build.__qualname__ = name
+    context = " and global-context attention" if global_context_att else ""
+    build.__doc__ = f"ECAPA-TDNN with {channels} channels{context}."
+    return build
 
 
-def ECAPA_TDNN_c512(feat_dim: int,
-                    embed_dim: int,
-                    pooling_func: str = 'ASTP',
-                    emb_bn: bool = False) -> ECAPA_TDNN:
-    """ECAPA-TDNN with 512 channels."""
-    return ECAPA_TDNN(channels=512,
-                      feat_dim=feat_dim,
-                      embed_dim=embed_dim,
-                      pooling_func=pooling_func,
-                      emb_bn=emb_bn)
-
-
-def ECAPA_TDNN_GLOB_c512(feat_dim: int,
-                         embed_dim: int,
-                         pooling_func: str = 'ASTP',
-                         emb_bn: bool = False) -> ECAPA_TDNN:
-    """ECAPA-TDNN with 512 channels and global-context attention."""
-    return ECAPA_TDNN(channels=512,
-                      feat_dim=feat_dim,
-                      embed_dim=embed_dim,
-                      pooling_func=pooling_func,
-                      global_context_att=True,
-                      emb_bn=emb_bn)
+ECAPA_TDNN_c1024 = _named_ecapa('ECAPA_TDNN_c1024')
+ECAPA_TDNN_GLOB_c1024 = _named_ecapa('ECAPA_TDNN_GLOB_c1024')
+ECAPA_TDNN_c512 = _named_ecapa('ECAPA_TDNN_c512')
+ECAPA_TDNN_GLOB_c512 = _named_ecapa('ECAPA_TDNN_GLOB_c512')

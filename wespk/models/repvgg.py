@@ -21,7 +21,7 @@ use the valid frames only.
 import copy
 import logging
 from types import MappingProxyType
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -558,135 +558,37 @@ def build_repvgg_variant(name: str,
                   feat_dim=feat_dim)
 
 
-def REPVGG_TINY_A0(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-                   deploy: bool = False, use_se: bool = False) -> RepVGG:
-    """Tiny RepVGG-A0: blocks [3, 4, 23, 3], widths 32/64/128/256."""
-    return build_repvgg_variant('REPVGG_TINY_A0', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
+def _named_repvgg(name: str, use_se_default: bool = False) -> Callable[..., RepVGG]:
+    block, num_blocks, widths, groups = _VARIANTS[name]
+
+    def build(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
+              deploy: bool = False, use_se: bool = use_se_default) -> RepVGG:
+        return build_repvgg_variant(name, feat_dim, embed_dim, pooling_func,
+                                    deploy, use_se)
+
+    build.__name__ = build.__qualname__ = name
+    grouped = f", {groups}-group convs in every other block" if groups > 1 else ""
+    build.__doc__ = (f"{name}: {block} blocks {list(num_blocks)}, widths x{list(widths)}"
+                     f"{grouped}{', SE blocks' if use_se_default else ''}.")
+    return build
 
 
-def REPVGG_TINY_RSBB_A0(feat_dim: int, embed_dim: int,
-                        pooling_func: str = 'TSTP', deploy: bool = False,
-                        use_se: bool = False) -> RepVGG:
-    """Tiny RepVGG-A0 with RepSPK blocks."""
-    return build_repvgg_variant('REPVGG_TINY_RSBB_A0', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
-
-
-def REPVGG_A0(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-              deploy: bool = False, use_se: bool = False) -> RepVGG:
-    """RepVGG-A0: blocks [2, 4, 14, 1], widths x[0.75, 0.75, 0.75, 2.5]."""
-    return build_repvgg_variant('REPVGG_A0', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
-
-
-def REPVGG_RSBB_A0(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-                   deploy: bool = False, use_se: bool = False) -> RepVGG:
-    """RepVGG-A0 with RepSPK blocks."""
-    return build_repvgg_variant('REPVGG_RSBB_A0', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
-
-
-def REPVGG_A1(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-              deploy: bool = False, use_se: bool = False) -> RepVGG:
-    """RepVGG-A1: blocks [2, 4, 14, 1], widths x[1, 1, 1, 2.5]."""
-    return build_repvgg_variant('REPVGG_A1', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
-
-
-def REPVGG_A2(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-              deploy: bool = False, use_se: bool = False) -> RepVGG:
-    """RepVGG-A2: blocks [2, 4, 14, 1], widths x[1.5, 1.5, 1.5, 2.75]."""
-    return build_repvgg_variant('REPVGG_A2', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
-
-
-def REPVGG_RSBB_A2(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-                   deploy: bool = False, use_se: bool = False) -> RepVGG:
-    """RepVGG-A2 with RepSPK blocks."""
-    return build_repvgg_variant('REPVGG_RSBB_A2', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
-
-
-def REPVGG_B0(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-              deploy: bool = False, use_se: bool = False) -> RepVGG:
-    """RepVGG-B0: blocks [4, 6, 16, 1], widths x[1, 1, 1, 2.5]."""
-    return build_repvgg_variant('REPVGG_B0', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
-
-
-def REPVGG_RSBB_B0(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-                   deploy: bool = False, use_se: bool = False) -> RepVGG:
-    """RepVGG-B0 with RepSPK blocks."""
-    return build_repvgg_variant('REPVGG_RSBB_B0', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
-
-
-def REPVGG_B1(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-              deploy: bool = False, use_se: bool = False) -> RepVGG:
-    """RepVGG-B1: blocks [4, 6, 16, 1], widths x[2, 2, 2, 4]."""
-    return build_repvgg_variant('REPVGG_B1', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
-
-
-def REPVGG_B1g2(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-                deploy: bool = False, use_se: bool = False) -> RepVGG:
-    """RepVGG-B1 with 2-group convs in every other block."""
-    return build_repvgg_variant('REPVGG_B1g2', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
-
-
-def REPVGG_B1g4(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-                deploy: bool = False, use_se: bool = False) -> RepVGG:
-    """RepVGG-B1 with 4-group convs in every other block."""
-    return build_repvgg_variant('REPVGG_B1g4', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
-
-
-def REPVGG_B2(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-              deploy: bool = False, use_se: bool = False) -> RepVGG:
-    """RepVGG-B2: blocks [4, 6, 16, 1], widths x[2.5, 2.5, 2.5, 5]."""
-    return build_repvgg_variant('REPVGG_B2', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
-
-
-def REPVGG_B2g2(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-                deploy: bool = False, use_se: bool = False) -> RepVGG:
-    """RepVGG-B2 with 2-group convs in every other block."""
-    return build_repvgg_variant('REPVGG_B2g2', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
-
-
-def REPVGG_B2g4(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-                deploy: bool = False, use_se: bool = False) -> RepVGG:
-    """RepVGG-B2 with 4-group convs in every other block."""
-    return build_repvgg_variant('REPVGG_B2g4', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
-
-
-def REPVGG_B3(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-              deploy: bool = False, use_se: bool = False) -> RepVGG:
-    """RepVGG-B3: blocks [4, 6, 16, 1], widths x[3, 3, 3, 5]."""
-    return build_repvgg_variant('REPVGG_B3', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
-
-
-def REPVGG_B3g2(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-                deploy: bool = False, use_se: bool = False) -> RepVGG:
-    """RepVGG-B3 with 2-group convs in every other block."""
-    return build_repvgg_variant('REPVGG_B3g2', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
-
-
-def REPVGG_B3g4(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-                deploy: bool = False, use_se: bool = False) -> RepVGG:
-    """RepVGG-B3 with 4-group convs in every other block."""
-    return build_repvgg_variant('REPVGG_B3g4', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
-
-
-def REPVGG_D2SE(feat_dim: int, embed_dim: int, pooling_func: str = 'TSTP',
-                deploy: bool = False, use_se: bool = True) -> RepVGG:
-    """RepVGG-D2 with SE blocks: [8, 14, 24, 1], x[2.5, 2.5, 2.5, 5], g4."""
-    return build_repvgg_variant('REPVGG_D2SE', feat_dim, embed_dim,
-                                pooling_func, deploy, use_se)
+REPVGG_TINY_A0 = _named_repvgg('REPVGG_TINY_A0')
+REPVGG_TINY_RSBB_A0 = _named_repvgg('REPVGG_TINY_RSBB_A0')
+REPVGG_A0 = _named_repvgg('REPVGG_A0')
+REPVGG_RSBB_A0 = _named_repvgg('REPVGG_RSBB_A0')
+REPVGG_A1 = _named_repvgg('REPVGG_A1')
+REPVGG_A2 = _named_repvgg('REPVGG_A2')
+REPVGG_RSBB_A2 = _named_repvgg('REPVGG_RSBB_A2')
+REPVGG_B0 = _named_repvgg('REPVGG_B0')
+REPVGG_RSBB_B0 = _named_repvgg('REPVGG_RSBB_B0')
+REPVGG_B1 = _named_repvgg('REPVGG_B1')
+REPVGG_B1g2 = _named_repvgg('REPVGG_B1g2')
+REPVGG_B1g4 = _named_repvgg('REPVGG_B1g4')
+REPVGG_B2 = _named_repvgg('REPVGG_B2')
+REPVGG_B2g2 = _named_repvgg('REPVGG_B2g2')
+REPVGG_B2g4 = _named_repvgg('REPVGG_B2g4')
+REPVGG_B3 = _named_repvgg('REPVGG_B3')
+REPVGG_B3g2 = _named_repvgg('REPVGG_B3g2')
+REPVGG_B3g4 = _named_repvgg('REPVGG_B3g4')
+REPVGG_D2SE = _named_repvgg('REPVGG_D2SE', use_se_default=True)

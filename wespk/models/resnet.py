@@ -15,7 +15,8 @@ Parameter names (``conv1``, ``bn1``, ``layer{1-4}.{i}.{conv,bn}{1,2,3}``,
 WeSpeaker so its checkpoints load with ``strict=True``.
 """
 
-from typing import List, Optional, Tuple, Union
+from types import MappingProxyType
+from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -252,99 +253,42 @@ class ResNet(nn.Module):
         return torch.tensor(0.0), embed_a
 
 
-def ResNet18(feat_dim: int,
-             embed_dim: int,
-             pooling_func: str = 'TSTP',
-             two_emb_layer: bool = False,
-             m_channels: int = 32) -> ResNet:
-    """ResNet-18: BasicBlock x [2, 2, 2, 2]."""
-    return ResNet(BasicBlock, [2, 2, 2, 2],
-                  feat_dim=feat_dim,
-                  embed_dim=embed_dim,
-                  pooling_func=pooling_func,
-                  two_emb_layer=two_emb_layer,
-                  m_channels=m_channels)
+# WeSpeaker's named sizes: name -> (block, blocks per stage).
+RESNET_VARIANTS = MappingProxyType({
+    'ResNet18': (BasicBlock, (2, 2, 2, 2)),
+    'ResNet34': (BasicBlock, (3, 4, 6, 3)),
+    'ResNet50': (Bottleneck, (3, 4, 6, 3)),
+    'ResNet101': (Bottleneck, (3, 4, 23, 3)),
+    'ResNet152': (Bottleneck, (3, 8, 36, 3)),
+    'ResNet221': (Bottleneck, (6, 16, 48, 3)),
+    'ResNet293': (Bottleneck, (10, 20, 64, 3)),
+})
 
 
-def ResNet34(feat_dim: int,
-             embed_dim: int,
-             pooling_func: str = 'TSTP',
-             two_emb_layer: bool = False,
-             m_channels: int = 32) -> ResNet:
-    """ResNet-34: BasicBlock x [3, 4, 6, 3]."""
-    return ResNet(BasicBlock, [3, 4, 6, 3],
-                  feat_dim=feat_dim,
-                  embed_dim=embed_dim,
-                  pooling_func=pooling_func,
-                  two_emb_layer=two_emb_layer,
-                  m_channels=m_channels)
+def _named_resnet(name: str) -> Callable[..., ResNet]:
+    block, num_blocks = RESNET_VARIANTS[name]
 
-
-def ResNet50(feat_dim: int,
-             embed_dim: int,
-             pooling_func: str = 'TSTP',
-             two_emb_layer: bool = False,
-             m_channels: int = 32) -> ResNet:
-    """ResNet-50: Bottleneck x [3, 4, 6, 3]."""
-    return ResNet(Bottleneck, [3, 4, 6, 3],
-                  feat_dim=feat_dim,
-                  embed_dim=embed_dim,
-                  pooling_func=pooling_func,
-                  two_emb_layer=two_emb_layer,
-                  m_channels=m_channels)
-
-
-def ResNet101(feat_dim: int,
+    def build(feat_dim: int,
               embed_dim: int,
               pooling_func: str = 'TSTP',
               two_emb_layer: bool = False,
-             m_channels: int = 32) -> ResNet:
-    """ResNet-101: Bottleneck x [3, 4, 23, 3]."""
-    return ResNet(Bottleneck, [3, 4, 23, 3],
-                  feat_dim=feat_dim,
-                  embed_dim=embed_dim,
-                  pooling_func=pooling_func,
-                  two_emb_layer=two_emb_layer,
-                  m_channels=m_channels)
+              m_channels: int = 32) -> ResNet:
+        return ResNet(block, list(num_blocks),
+                      feat_dim=feat_dim,
+                      embed_dim=embed_dim,
+                      pooling_func=pooling_func,
+                      two_emb_layer=two_emb_layer,
+                      m_channels=m_channels)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"{name}: {block.__name__} x {list(num_blocks)}."
+    return build
 
 
-def ResNet152(feat_dim: int,
-              embed_dim: int,
-              pooling_func: str = 'TSTP',
-              two_emb_layer: bool = False,
-             m_channels: int = 32) -> ResNet:
-    """ResNet-152: Bottleneck x [3, 8, 36, 3]."""
-    return ResNet(Bottleneck, [3, 8, 36, 3],
-                  feat_dim=feat_dim,
-                  embed_dim=embed_dim,
-                  pooling_func=pooling_func,
-                  two_emb_layer=two_emb_layer,
-                  m_channels=m_channels)
-
-
-def ResNet221(feat_dim: int,
-              embed_dim: int,
-              pooling_func: str = 'TSTP',
-              two_emb_layer: bool = False,
-             m_channels: int = 32) -> ResNet:
-    """ResNet-221: Bottleneck x [6, 16, 48, 3]."""
-    return ResNet(Bottleneck, [6, 16, 48, 3],
-                  feat_dim=feat_dim,
-                  embed_dim=embed_dim,
-                  pooling_func=pooling_func,
-                  two_emb_layer=two_emb_layer,
-                  m_channels=m_channels)
-
-
-def ResNet293(feat_dim: int,
-              embed_dim: int,
-              pooling_func: str = 'TSTP',
-              two_emb_layer: bool = False,
-             m_channels: int = 32) -> ResNet:
-    """ResNet-293: Bottleneck x [10, 20, 64, 3]."""
-    return ResNet(Bottleneck, [10, 20, 64, 3],
-                  feat_dim=feat_dim,
-                  embed_dim=embed_dim,
-                  pooling_func=pooling_func,
-                  two_emb_layer=two_emb_layer,
-                  m_channels=m_channels)
+ResNet18 = _named_resnet('ResNet18')
+ResNet34 = _named_resnet('ResNet34')
+ResNet50 = _named_resnet('ResNet50')
+ResNet101 = _named_resnet('ResNet101')
+ResNet152 = _named_resnet('ResNet152')
+ResNet221 = _named_resnet('ResNet221')
+ResNet293 = _named_resnet('ResNet293')

@@ -1,6 +1,6 @@
 """CPU forward-pass benchmark of speaker models.
 
-``python -m wespk.bin.benchmark_models [--models ResNet34,ECAPA_TDNN_GLOB_c512]
+``python -m benchmarks.models [--models ResNet34,ECAPA_TDNN_GLOB_c512]
 [--seconds 4] [--batch_sizes 1,16] [--variants eager,jit,bf16] [--threads N]``
 
 For each model, variant and batch size it times the forward pass on random
@@ -28,22 +28,20 @@ minute on two idle cores.
 import argparse
 import logging
 import os
-import platform
-import statistics
 import sys
-import time
 import warnings
 from types import MappingProxyType
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, List, Tuple
 
 import torch
 import torch.nn.functional as F
 
+from benchmarks.timing import cpu_name, round_robin_seconds
 from wespk.models import embedding_from_output, get_speaker_model
 from wespk.models.flops import count_flops
 from wespk.utils.logs import setup_logging
 
-logger = logging.getLogger('wespk.bin.benchmark_models')
+logger = logging.getLogger('benchmarks.models')
 
 FRAMES_PER_SECOND = 100
 FEAT_DIM = 80
@@ -57,40 +55,6 @@ MODEL_ARGS = MappingProxyType({
     }),
 })
 MATMUL_SIZE = 2048
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo, else the platform's machine name."""
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-
-def round_robin_seconds(runs: Dict[str, Callable[[], object]],
-                        warmup: Dict[str, int],
-                        repeats: int) -> Dict[str, float]:
-    """Median wall time per call of each run.
-
-    The runs are timed in turns (one call of each per round, ``repeats``
-    rounds, after ``warmup[name]`` untimed calls, default 0), so load from
-    other processes affects them alike and their ratios stay meaningful.
-    """
-    for name, run in runs.items():
-        for _ in range(warmup.get(name, 0)):
-            run()
-    times: Dict[str, List[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            begin = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - begin)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def matmul_run() -> Callable[[], object]:
@@ -188,7 +152,7 @@ def main(argv=None) -> int:
     bad = ([m for m in models if m not in MODEL_ARGS] +
            [v for v in variants if v not in VARIANTS])
     if bad:
-        print(f'wespk.bin.benchmark_models: unknown {bad}; models: '
+        print(f'benchmarks.models: unknown {bad}; models: '
               f'{", ".join(MODEL_ARGS)}; variants: {", ".join(VARIANTS)}',
               file=sys.stderr)
         return 1

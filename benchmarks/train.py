@@ -1,6 +1,6 @@
 """Training throughput on CPU: a plain eager loop, wespk's trainer, and the data pipeline alone.
 
-``python -m wespk.bin.benchmark_train [--models ResNet34,ECAPA_TDNN_GLOB_c512] [--steps 8]
+``python -m benchmarks.train [--models ResNet34,ECAPA_TDNN_GLOB_c512] [--steps 8]
 [--batch_size 16] [--num_frms 200] [--num_class 1000] [--procs 1,2] [--output_md F]``
 
 For each model, measured one after the other in the same run:
@@ -66,7 +66,6 @@ import json
 import logging
 import math
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -81,12 +80,13 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 import yaml
 
+from benchmarks.timing import cpu_name, in_fresh_process, load_average
 from wespk.utils.logs import setup_logging
 from wespk.utils.parallel import usable_cores
 
-logger = logging.getLogger("wespk.bin.benchmark_train")
+logger = logging.getLogger("benchmarks.train")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS_TRAIN = REPO_ROOT / "corpus" / "mini" / "train"
 FEAT_DIM = 80
 #: model -> model_args of WeSpeaker's VoxCeleb configs (other models: feat_dim, embed_dim 256)
@@ -144,23 +144,6 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'es' if noun.endswith('s') else 's'}"
 
 
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo, else the platform's machine name."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> float:
-    """The 1-minute load average."""
-    return os.getloadavg()[0]
-
-
 def model_args_for(model: str, overrides: Mapping) -> Dict:
     """``model_args`` of ``model``: the defaults above updated with ``overrides``."""
     args = dict(MODEL_ARGS.get(model, {"feat_dim": FEAT_DIM, "embed_dim": 256}))
@@ -185,15 +168,6 @@ def head_flops_share(model_name: str, model_args: Mapping, num_frms: int, num_cl
 
 
 # ----------------------------------------------------------- baseline ---
-def in_fresh_process(function, *args):
-    """``function(*args)`` in a new (spawned) Python process, so that its allocator and thread
-    pools start as any script's would; returns its result, raises its exception."""
-    import concurrent.futures
-    import multiprocessing
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(function, *args).result()
-
-
 def time_eager_baseline(model_name: str, model_args: Mapping, num_class: int, batch_size: int,
                         num_frms: int, warmup_steps: int, steps: int, threads: int,
                         seed: int, keep_heap: bool = False) -> Measurement:
@@ -717,7 +691,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(str(e))
 
     cores = args.cores or usable_cores()
-    command = "python -m wespk.bin.benchmark_train " + shlex.join(
+    command = "python -m benchmarks.train " + shlex.join(
         list(argv) if argv is not None else sys.argv[1:])
     load_before = os.getloadavg()
     started = time.time()
@@ -764,7 +738,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                      f"{100 * share_base:.3f}% of the model's FLOPs, the trainer's "
                                      f"({trainer_classes} classes) {100 * share_trainer:.3f}%")
         except (RuntimeError, ValueError, TypeError) as e:  # TypeError: model_args the model lacks
-            print(f"wespk.bin.benchmark_train: {e}", file=sys.stderr)
+            print(f"benchmarks.train: {e}", file=sys.stderr)
             return 1
     load_after = os.getloadavg()
     measurements = median_rounds(measurements)

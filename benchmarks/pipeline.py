@@ -1,7 +1,7 @@
 """Measure the training data pipeline and the fbank backends, in one run.
 
 Usage:
-  python -m wespk.bin.benchmark_pipeline [--data-dir DIR] [--work-dir DIR] [--workers 0,2]
+  python -m benchmarks.pipeline [--data-dir DIR] [--work-dir DIR] [--workers 0,2]
 
 Builds (untimed) tar shards of the corpus, a noise set and simulated RIRs,
 then times:
@@ -29,7 +29,7 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-logger = logging.getLogger("wespk.bin.benchmark_pipeline")
+logger = logging.getLogger("benchmarks.pipeline")
 
 DEFAULT_CORPUS = "/work/shared/data/dev_corpus"
 

@@ -1,6 +1,6 @@
 """CPU extraction speed: eager PyTorch vs TorchScript vs ONNX Runtime (and bf16 autocast).
 
-``python -m wespk.bin.benchmark_extract [--models ResNet34 GE2E] [--threads 2] [--batch_size 16]
+``python -m benchmarks.extract [--models ResNet34 GE2E] [--threads 2] [--batch_size 16]
 [--seconds 4] [--repeats 5] [--e2e_utts 32] [--json OUT.json]``
 
 Models:
@@ -44,7 +44,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -54,9 +53,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-logger = logging.getLogger("wespk.bin.benchmark_extract")
+from benchmarks.timing import cpu_name
 
-CORPUS_TEST = Path(__file__).resolve().parents[2] / "corpus" / "mini" / "test"
+logger = logging.getLogger("benchmarks.extract")
+
+CORPUS_TEST = Path(__file__).resolve().parents[1] / "corpus" / "mini" / "test"
 RESNET34_ARGS = dict(feat_dim=80, embed_dim=256, pooling_func="TSTP", two_emb_layer=False)
 
 
@@ -249,7 +250,7 @@ def benchmark_end_to_end(name: str, model_dir: Path, args: argparse.Namespace, w
 
 
 def format_report(encoder: List[Dict], end_to_end: List[Dict], args: argparse.Namespace) -> str:
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_name()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))

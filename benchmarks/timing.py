@@ -1,0 +1,65 @@
+"""What every benchmark needs to time things fairly and say where it ran.
+
+The machine a figure was measured on, how loaded it was, and timings taken
+in turns so that load from other processes slows every contender alike (the
+figures that matter are ratios against a baseline measured in the same run).
+"""
+
+import concurrent.futures
+import multiprocessing
+import os
+import platform
+import statistics
+import time
+from typing import Callable, Dict, List, Mapping, Optional
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo, else the platform's machine name."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> float:
+    """The 1-minute load average."""
+    return os.getloadavg()[0]
+
+
+def load_averages() -> str:
+    """The 1, 5 and 15-minute load averages, as printed in reports."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def round_robin_seconds(runs: Mapping[str, Callable[[], object]],
+                        warmup: Optional[Mapping[str, int]] = None,
+                        repeats: int = 3) -> Dict[str, float]:
+    """Median wall time per call of each run.
+
+    The runs are timed in turns (one call of each per round, ``repeats``
+    rounds, after ``warmup[name]`` untimed calls, default 0), so load from
+    other processes affects them alike and their ratios stay meaningful.
+    """
+    warmup = warmup or {}
+    for name, run in runs.items():
+        for _ in range(warmup.get(name, 0)):
+            run()
+    times: Dict[str, List[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            begin = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - begin)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def in_fresh_process(function, *args):
+    """``function(*args)`` in a new (spawned) Python process, so that its allocator and thread
+    pools start as any script's would; returns its result, raises its exception."""
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
