@@ -6,9 +6,8 @@
 * :mod:`wespk.frontends.aggregation` - layer aggregation: SUPERB weighted sum,
   Layer Attentive Pooling (LAP) and multi-head factorised attentive pooling
   (MHFA);
-* :mod:`wespk.frontends.ssl_model` - speaker models built from the two
-  (registered in :mod:`wespk.models` as ``SSL_ASTP``, ``SSL_ECAPA_TDNN_GLOB_c512``
-  and ``SSL_MHFA``);
+* :mod:`wespk.models.ssl_model` - speaker models built from the two
+  (registered as ``SSL_ASTP``, ``SSL_ECAPA_TDNN_GLOB_c512`` and ``SSL_MHFA``);
 * :mod:`wespk.frontends.convert` - official / s3prl WavLM checkpoints to a
   HuggingFace model dir;
 * :mod:`wespk.frontends.training` - the frontend's parameter group (its own

@@ -23,7 +23,7 @@ from typing import Callable, List, Tuple, Union
 import torch
 import torch.nn as nn
 
-from wespk.models import campplus, ecapa_tdnn, ge2e_lstm, repvgg, resnet, tdnn
+from wespk.models import campplus, ecapa_tdnn, ge2e_lstm, repvgg, resnet, ssl_model, tdnn
 
 SPEAKER_MODELS = MappingProxyType({
     'XVEC': tdnn.XVEC,
@@ -59,6 +59,7 @@ SPEAKER_MODELS = MappingProxyType({
     'REPVGG_D2SE': repvgg.REPVGG_D2SE,
     'CAMPPlus': campplus.CAMPPlus,
     'GE2E_LSTM': ge2e_lstm.GE2E_LSTM,
+    **ssl_model.SSL_MODELS,  # SSL_ASTP, SSL_ECAPA_TDNN_GLOB_c512, SSL_MHFA
 })
 
 
