@@ -33,7 +33,8 @@ from wespk.data.processors import (DataPipelineError, PipelineContext, Sample, _
                                    assign_groups, check_entries, choose_speed, collate,
                                    collate_groups, default_chunk_samples, extract_fbank,
                                    key_hash, normalize_mean, read_audio, read_feats,
-                                   resample_audio, take_chunk, take_feat_chunk)
+                                   resample_audio, take_chunk, take_feat_chunk,
+                                   waveform_as_feat)
 from wespk.data.sampler import (batches_to_skip, iter_list_entries, iter_shard_entries, pass_rng,
                                 resolve_rank, resolve_worker, worker_role)
 from wespk.features.fbank import FbankExtractor
@@ -153,6 +154,7 @@ def build_context(args: Dict[str, Any], spk2id: Dict[str, int], data_type: str,
         spec_aug_args=dict(args["spec_aug_args"]),
         vad=VoiceActivityDetector(args["vad"], args["vad_args"]) if args["vad"] and audio else None,
         need_labels=need_labels,
+        waveform=args["frontend"] == "waveform",
     )
 
 
@@ -169,6 +171,8 @@ def process_samples(samples: Iterator[Sample], ctx: PipelineContext, data_type: 
         stream = apply_speed(stream, ctx)
         stream = take_chunk(stream, ctx)
         stream = add_noise_reverb(stream, ctx)
+        if ctx.waveform:
+            return waveform_as_feat(stream, ctx)
         stream = extract_fbank(stream, ctx)
     stream = normalize_mean(stream, ctx)
     return apply_spec_aug(stream, ctx)

@@ -31,6 +31,7 @@ DATASET_ARGS_DEFAULTS: Dict[str, Any] = {
     "noise_snr": {"noise": [0, 15], "music": [5, 15], "babble": [13, 20], "speech": [13, 20]},
     # wespk: how many 'speech' files are summed into babble.
     "babble_num_speakers": [3, 7],
+    # 'waveform': raw samples [S, 1] for models with their own frontend (no fbank, CMN, SpecAugment).
     "frontend": "fbank",
     "fbank_args": {"num_mel_bins": 80, "frame_shift": 10, "frame_length": 25, "dither": 1.0,
                    # wespk: kaldifeat | knf | auto
@@ -79,9 +80,9 @@ def resolve_dataset_args(dataset_args: Optional[Dict[str, Any]]) -> Dict[str, An
     if args["speed_perturb_classes"] not in ("separate", "same"):
         raise ValueError("dataset_args.speed_perturb_classes must be 'separate' or 'same', "
                          f"got {args['speed_perturb_classes']!r}")
-    if args["frontend"] != "fbank":
+    if args["frontend"] not in ("fbank", "waveform"):
         raise ValueError(f"dataset_args.frontend {args['frontend']!r} is not supported by the "
-                         "data pipeline (only 'fbank')")
+                         "data pipeline ('fbank', or 'waveform' for models with their own frontend)")
     vad = args["vad"]
     if vad is True:
         args["vad"] = "energy"

@@ -96,6 +96,7 @@ class PipelineContext:
     spec_aug_args: Dict[str, float] = field(default_factory=dict)
     vad: Optional[VoiceActivityDetector] = None
     need_labels: bool = True
+    waveform: bool = False
     resampler: Resampler = field(default_factory=Resampler)
     stats: Counter = field(default_factory=Counter)
     warned: Set[str] = field(default_factory=set)
@@ -338,6 +339,13 @@ def extract_fbank(samples: Iterator[Sample], ctx: PipelineContext) -> Iterator[S
             ctx.report_bad(sample, "non_finite", "features contain NaN or Inf")
             continue
         sample["feat"] = feat
+        yield sample
+
+
+def waveform_as_feat(samples: Iterator[Sample], ctx: PipelineContext) -> Iterator[Sample]:
+    """The (augmented) waveform itself as ``feat`` [S, 1], for models with their own frontend."""
+    for sample in samples:
+        sample["feat"] = torch.from_numpy(np.ascontiguousarray(sample.pop("wav"), dtype=np.float32)).unsqueeze(1)
         yield sample
 
 
