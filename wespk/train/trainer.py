@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from wespk.io.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from wespk.io.config import save_config
 from wespk.train import checkpoint as ckpt
 from wespk.train.distributed import DistInfo, all_reduce_sum, autocast_context, barrier, is_distributed
@@ -171,13 +170,12 @@ class Trainer:
     """Builds data, model, head, optimizer and schedules from a config; runs epochs."""
 
     def __init__(self, config: Dict, dist_info: DistInfo, precision: Optional[str] = None,
-                 checkpoint: Optional[str] = None, trust_checkpoint: bool = False):
+                 checkpoint: Optional[str] = None):
         from wespk.data.dataset import BalancedSpeakerDataset, SpeakerDataset, count_utterances, read_spk2id
         from wespk.losses import build_loss, get_projection
         from wespk.models import get_speaker_model
 
         self.config = config
-        self.trust_checkpoint = trust_checkpoint  # weights_only=False for model_init and resume (runs code)
         self.dist = dist_info
         self.device = dist_info.device
         self.precision = resolve_precision(config, precision, self.device)
@@ -238,7 +236,7 @@ class Trainer:
             projection_args["num_class"] = num_class
             self.model.add_module("projection", get_projection(projection_args))
         if config.get("model_init"):
-            missing, _ = load_model_weights(self.model, config["model_init"], trust=trust_checkpoint)
+            missing, _ = ckpt.load_model_weights(self.model, config["model_init"])
             if any(k.startswith("projection.") for k in missing):
                 logger.info("initialised the encoder from %s; new head for %d classes",
                             config["model_init"], num_class)
@@ -285,7 +283,7 @@ class Trainer:
 
         # resume
         self.start_epoch, self.start_step = 1, 0
-        path = checkpoint or ckpt.latest_checkpoint(self.model_dir, trust_checkpoint)
+        path = checkpoint or ckpt.latest_checkpoint(self.model_dir)
         if path:
             self._resume(path)
         elif dist_info.is_main:
@@ -309,7 +307,7 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------
     def _resume(self, path: str) -> None:
-        state = load_checkpoint(path, self.trust_checkpoint)
+        state = ckpt.load_checkpoint_file(path)
         if not isinstance(state, dict) or "optimizer" not in state:
             raise RuntimeError(f"{path}: not a training checkpoint (no optimizer state); "
                                f"use model_init to start from model weights")
@@ -358,7 +356,7 @@ class Trainer:
                 "skipped_steps": self.skipped_steps,
                 "rng": rng_states, "config": self.config,
             }
-            save_checkpoint(os.path.join(self.model_dir, name), state)
+            ckpt.save_training_checkpoint(os.path.join(self.model_dir, name), state)
             removed = ckpt.prune_checkpoints(self.model_dir, self.keep_last_k)
             logger.info("saved %s%s", name, f"; removed {len(removed)} old checkpoint(s)" if removed else "")
         barrier()
