@@ -12,7 +12,7 @@ from tests.conftest import REPO
 from wespk.bin.checkpoint_tool import main
 from wespk.models import checkpoint_tools as ct
 from wespk.models.ge2e_lstm import GE2E_LSTM
-from wespk.train.checkpoint import load_model_weights
+from wespk.io.checkpoint import load_model_weights
 
 
 def small_state_dict():
@@ -86,7 +86,7 @@ def test_analyze_reports_prefixes_counts_and_dtypes(tmp_path, capsys):
 
 def test_errors_are_one_line_and_leave_no_output(tmp_path, capsys):
     assert run_tool("analyze", tmp_path / "missing.pt") == 1
-    assert capsys.readouterr().err.strip() == f"checkpoint_tool: error: {tmp_path / 'missing.pt'}: file not found"
+    assert capsys.readouterr().err.strip() == f"checkpoint_tool: error: {tmp_path / 'missing.pt'}: checkpoint not found"
 
     text = tmp_path / "notes.pt"
     text.write_text("this is not a checkpoint\n")
@@ -96,7 +96,7 @@ def test_errors_are_one_line_and_leave_no_output(tmp_path, capsys):
 
     torch.save([1, 2, 3], tmp_path / "list.pt")
     assert run_tool("analyze", tmp_path / "list.pt") == 1
-    assert "not a checkpoint: no state_dict found (the file holds a list" in capsys.readouterr().err
+    assert "no state_dict found (the file holds a list" in capsys.readouterr().err
 
     torch.save(small_state_dict(), tmp_path / "bare.pt")
     assert run_tool("strip-prefix", tmp_path / "bare.pt", tmp_path / "out.pt") == 1
@@ -109,7 +109,7 @@ def test_runs_as_a_module(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "wespk.bin.checkpoint_tool", "analyze", str(tmp_path / "x.pt")],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [f"checkpoint_tool: error: {tmp_path / 'x.pt'}: file not found"]
+    assert proc.stderr.strip().splitlines() == [f"checkpoint_tool: error: {tmp_path / 'x.pt'}: checkpoint not found"]
 
 
 WESPEAKER_CONFIG = {
@@ -181,7 +181,7 @@ def test_convert_resemblyzer_from_a_given_file(synthetic_resemblyzer_checkpoint,
 
 def test_convert_resemblyzer_errors(tmp_path, capsys):
     assert run_tool("convert-resemblyzer", tmp_path / "out", "--from", tmp_path / "missing.pt") == 1
-    assert f"{tmp_path / 'missing.pt'}: file not found" in capsys.readouterr().err
+    assert f"{tmp_path / 'missing.pt'}: checkpoint not found" in capsys.readouterr().err
     torch.save(small_state_dict(), tmp_path / "wespk_model.pt")
     assert run_tool("convert-resemblyzer", tmp_path / "out", "--from", tmp_path / "wespk_model.pt") == 1
     assert "unexpected keys for resemblyzer's encoder: embedding.weight" in capsys.readouterr().err

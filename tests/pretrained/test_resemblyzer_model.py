@@ -14,8 +14,8 @@ import yaml
 
 from wespk.features import resemblyzer_mel as rm
 from wespk.io.audio import load_audio
+from wespk.io.checkpoint import load_model_weights
 from wespk.models.ge2e_lstm import GE2E_LSTM
-from wespk.train.checkpoint import load_model_weights
 
 logger = logging.getLogger(__name__)
 

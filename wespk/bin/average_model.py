@@ -15,19 +15,19 @@ from typing import Dict, List
 
 import torch
 
-from wespk.train.checkpoint import (checkpoint_position, list_checkpoints, load_checkpoint_file,
-                                    save_model_file, unwrap_state_dict)
+from wespk.io.checkpoint import CheckpointError, load_state_dict, save_checkpoint
+from wespk.train.checkpoint import checkpoint_position, list_checkpoints
 from wespk.utils.logs import setup_logging
 
 logger = logging.getLogger("wespk.bin.average_model")
 
 
-def average_state_dicts(paths: List[str]) -> Dict[str, torch.Tensor]:
+def average_state_dicts(paths: List[str], trust: bool = False) -> Dict[str, torch.Tensor]:
     """Element-wise mean of the state_dicts stored in ``paths``."""
     total: Dict[str, torch.Tensor] = {}
     keys = None
     for path in paths:
-        state = unwrap_state_dict(load_checkpoint_file(path))
+        state = load_state_dict(path, trust)
         if keys is None:
             keys = list(state)
         elif set(state) != set(keys):
@@ -63,17 +63,20 @@ def main(argv=None) -> int:
     parser.add_argument("--num", type=int, default=0, help="average the last NUM epochs")
     parser.add_argument("--min_epoch", type=int, default=0)
     parser.add_argument("--max_epoch", type=int, default=0)
+    parser.add_argument("--trust_checkpoint", action="store_true",
+                        help="DANGEROUS: unpickle arbitrary objects (torch.load weights_only=False), which can "
+                             "run code hidden in the files; only for checkpoints from a source you trust")
     args = parser.parse_args(argv)
     setup_logging()
     if not args.num and not args.max_epoch:
         parser.error("give --num N, or --min_epoch and --max_epoch")
     try:
         paths = select_epoch_checkpoints(args.src_path, args.num, args.min_epoch, args.max_epoch)
-        averaged = average_state_dicts(paths)
-    except (ValueError, RuntimeError, FileNotFoundError) as e:
+        averaged = average_state_dicts(paths, args.trust_checkpoint)
+    except (CheckpointError, ValueError, RuntimeError, OSError) as e:
         print(f"wespk.bin.average_model: {e}", file=sys.stderr)
         return 1
-    save_model_file(averaged, args.dst_model)
+    save_checkpoint(args.dst_model, averaged)
     logger.info("averaged %d checkpoints (%s) into %s", len(paths),
                 ", ".join(p.rsplit("/", 1)[-1] for p in paths), args.dst_model)
     return 0

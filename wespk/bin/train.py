@@ -12,6 +12,7 @@ import os
 import shlex
 import sys
 
+from wespk.io.checkpoint import CheckpointError
 from wespk.io.config import ConfigError, load_config
 from wespk.train.distributed import cleanup, init_distributed
 from wespk.utils.logs import setup_logging
@@ -37,6 +38,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="YAML training config")
     parser.add_argument("--checkpoint", default=None, help="resume from this training checkpoint")
+    parser.add_argument("--trust_checkpoint", action="store_true",
+                        help="DANGEROUS: read --checkpoint, the latest checkpoint and model_init with "
+                             "torch.load(weights_only=False), which runs any code hidden in the file; only for "
+                             "files from a source you trust")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
     parser.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
                         help="overrides the config's precision / enable_amp")
@@ -63,8 +68,12 @@ def main(argv=None) -> int:
     logger.info("command: python -m wespk.bin.train %s", shlex.join(sys.argv[1:] if argv is None else argv))
     from wespk.train.trainer import Trainer
     try:
-        trainer = Trainer(config, info, precision=args.precision, checkpoint=args.checkpoint)
+        trainer = Trainer(config, info, precision=args.precision, checkpoint=args.checkpoint,
+                          trust_checkpoint=args.trust_checkpoint)
         trainer.fit()
+    except CheckpointError as e:
+        print(f"wespk.bin.train: {e}", file=sys.stderr)
+        return 1
     finally:
         cleanup()
     return 0

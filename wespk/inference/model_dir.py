@@ -10,8 +10,8 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from wespk.io.checkpoint import load_model_weights
 from wespk.io.config import load_yaml
-from wespk.train.checkpoint import load_model_weights
 
 logger = logging.getLogger(__name__)
 

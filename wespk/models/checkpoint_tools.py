@@ -19,13 +19,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from wespk.io.files import atomic_output
+from wespk.io.checkpoint import CheckpointError, find_state_dict, load_checkpoint, save_checkpoint
 
 logger = logging.getLogger(__name__)
-
-#: Keys under which checkpoints of various toolkits keep the model's state_dict,
-#: tried in this order: wespk, Lightning / WeSpeaker variants, resemblyzer.
-STATE_DICT_CONTAINER_KEYS = ("model", "state_dict", "model_state", "model_state_dict", "module")
 
 #: Prefixes added by wrappers, and what adds them.
 KNOWN_WRAPPER_PREFIXES = OrderedDict([
@@ -33,10 +29,6 @@ KNOWN_WRAPPER_PREFIXES = OrderedDict([
     ("_orig_mod.", "torch.compile"),
     ("model.", "a wrapper holding the encoder as .model (e.g. Lightning)"),
 ])
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the file and the problem."""
 
 
 @dataclasses.dataclass
@@ -49,49 +41,14 @@ class LoadedCheckpoint:
     container_key: Optional[str]       # key in content holding state_dict, None if content is it
 
 
-def is_state_dict(obj: Any) -> bool:
-    """A non-empty mapping from string keys to tensors (non-tensor extras allowed)."""
-    return (isinstance(obj, dict) and len(obj) > 0 and all(isinstance(k, str) for k in obj)
-            and any(torch.is_tensor(v) for v in obj.values()))
-
-
-def find_state_dict(content: Any) -> Tuple[Dict[str, Any], Optional[str]]:
-    """``(state_dict, container_key)`` of a loaded checkpoint; raises ValueError if none.
-
-    A dict whose values are tensors is itself the state_dict; otherwise the
-    first of :data:`STATE_DICT_CONTAINER_KEYS` that holds one is used.
-    """
-    if isinstance(content, dict):
-        for key in STATE_DICT_CONTAINER_KEYS:
-            if key in content and is_state_dict(content[key]):
-                return content[key], key
-        if is_state_dict(content):
-            return content, None
-        keys = ", ".join(map(str, list(content)[:8]))
-        raise ValueError(f"no state_dict found (top-level keys: {keys or 'none'}; looked for a "
-                         f"mapping of tensors, or one under {', '.join(STATE_DICT_CONTAINER_KEYS)})")
-    raise ValueError(f"no state_dict found (the file holds a {type(content).__name__}, not a dict)")
-
-
-def load_checkpoint(path: str) -> LoadedCheckpoint:
-    """Read a checkpoint on CPU and locate its state_dict.
+def read_checkpoint(path: str, trust: bool = False) -> LoadedCheckpoint:
+    """Read a checkpoint (:func:`wespk.io.checkpoint.load_checkpoint`) and locate its state_dict.
 
     Raises :class:`CheckpointError` ("<path>: ...") for a missing file, a
-    file torch cannot read, and a file that holds no state_dict.
+    file torch cannot read or that could run code, and one holding no state_dict.
     """
-    if not os.path.exists(path):
-        raise CheckpointError(f"{path}: file not found")
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: not a file")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError ...
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
-    try:
-        state_dict, container_key = find_state_dict(content)
-    except ValueError as e:
-        raise CheckpointError(f"{path}: not a checkpoint: {e}") from None
+    content = load_checkpoint(path, trust)
+    state_dict, container_key = find_state_dict(content, path)
     return LoadedCheckpoint(path, content, state_dict, container_key)
 
 
@@ -102,8 +59,7 @@ def save_checkpoint_like(loaded: LoadedCheckpoint, state_dict: Dict[str, Any], o
     else:
         content = dict(loaded.content)
         content[loaded.container_key] = state_dict
-    with atomic_output(out_path, "wb") as f:
-        torch.save(content, f)
+    save_checkpoint(out_path, content)
 
 
 # ----------------------------------------------------------------- prefixes
@@ -265,11 +221,11 @@ def model_dir_config(config: Dict[str, Any], source: str) -> Dict[str, Any]:
 
 
 def convert_wespeaker_checkpoint(checkpoint_path: str, out_dir: str, config_path: str,
-                                 verify: bool = True) -> Tuple[str, str]:
+                                 verify: bool = True, trust: bool = False) -> Tuple[str, str]:
     """Write a wespk model dir (``config.yaml`` + ``avg_model.pt``) from a WeSpeaker checkpoint.
 
-    The state_dict is taken from the checkpoint (bare, or under ``model`` /
-    ``state_dict``), a ``module.`` prefix on every key is removed, and it is
+    The state_dict is taken from the checkpoint (bare, or under one of
+    :data:`~wespk.io.checkpoint.STATE_DICT_CONTAINER_KEYS`), a ``module.`` prefix on every key is removed, and it is
     saved as a bare state_dict. The config keeps ``model``, ``model_args``
     and the front-end keys of ``dataset_args``. With ``verify`` the model is
     built and every encoder key must match (``projection.*`` head keys are
@@ -277,7 +233,7 @@ def convert_wespeaker_checkpoint(checkpoint_path: str, out_dir: str, config_path
     """
     from wespk.io.config import ConfigError, load_yaml, save_config
 
-    loaded = load_checkpoint(checkpoint_path)
+    loaded = read_checkpoint(checkpoint_path, trust)
     try:
         config = model_dir_config(load_yaml(config_path), config_path)
     except ConfigError as e:
@@ -290,11 +246,10 @@ def convert_wespeaker_checkpoint(checkpoint_path: str, out_dir: str, config_path
         raise CheckpointError(f"{checkpoint_path}: state_dict has non-tensor entries: {', '.join(non_tensor[:5])}")
     if verify:
         verify_encoder_keys(config, state_dict, checkpoint_path, config_path)
-    from wespk.train.checkpoint import save_model_file
     os.makedirs(out_dir, exist_ok=True)
     model_path = os.path.join(out_dir, "avg_model.pt")
     config_out = os.path.join(out_dir, "config.yaml")
-    save_model_file(dict(state_dict), model_path)
+    save_checkpoint(model_path, dict(state_dict))
     save_config(config, config_out)
     logger.info("wrote %s and %s (%d tensors)", config_out, model_path, len(state_dict))
     return config_out, model_path

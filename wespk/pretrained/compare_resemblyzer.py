@@ -53,7 +53,7 @@ def build_systems(model_dir: str, with_resemblyzer: bool) -> Dict[str, Callable[
 
     from wespk.features.resemblyzer_mel import TRAILING_FRAMES, frontend_features, resemblyzer_mel
     from wespk.models.ge2e_lstm import GE2E_LSTM
-    from wespk.train.checkpoint import load_model_weights
+    from wespk.io.checkpoint import load_model_weights
 
     with open(Path(model_dir) / "config.yaml", encoding="utf-8") as f:
         config = yaml.safe_load(f)

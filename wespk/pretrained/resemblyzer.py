@@ -150,7 +150,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def convert_resemblyzer(out_dir: str, weights_path: Optional[str] = None) -> Dict[str, str]:
+def convert_resemblyzer(out_dir: str, weights_path: Optional[str] = None, trust: bool = False) -> Dict[str, str]:
     """Write a wespk GE2E model dir from resemblyzer's ``pretrained.pt``.
 
     ``weights_path`` defaults to the installed package's file
@@ -158,13 +158,13 @@ def convert_resemblyzer(out_dir: str, weights_path: Optional[str] = None) -> Dic
     ``avg_model.pt`` (bare state_dict) and ``README.md`` into ``out_dir``,
     each atomically, and returns their paths by name.
     """
+    from wespk.io.checkpoint import save_checkpoint
     from wespk.io.config import save_config
-    from wespk.models.checkpoint_tools import CheckpointError, load_checkpoint
-    from wespk.train.checkpoint import save_model_file
+    from wespk.models.checkpoint_tools import CheckpointError, read_checkpoint
 
     path = Path(weights_path) if weights_path else find_resemblyzer_weights()
     try:
-        loaded = load_checkpoint(str(path))
+        loaded = read_checkpoint(str(path), trust)
     except CheckpointError as e:
         raise ResemblyzerConversionError(str(e)) from None
     state_dict, loss_args = convert_resemblyzer_state_dict(loaded.state_dict, str(path))
@@ -181,7 +181,7 @@ def convert_resemblyzer(out_dir: str, weights_path: Optional[str] = None) -> Dic
     paths = {"config": os.path.join(out_dir, "config.yaml"),
              "model": os.path.join(out_dir, "avg_model.pt"),
              "readme": os.path.join(out_dir, "README.md")}
-    save_model_file(dict(state_dict), paths["model"])
+    save_checkpoint(paths["model"], dict(state_dict))
     save_config(config, paths["config"])
     step = loaded.content.get("step") if isinstance(loaded.content, dict) else None
     with atomic_output(paths["readme"]) as f:

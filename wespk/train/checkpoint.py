@@ -1,16 +1,19 @@
-"""Checkpoints: full training state, model-only files, WeSpeaker compatibility.
+"""Training checkpoints: RNG states, file names by position, latest and pruning.
 
 A training checkpoint ``model_<epoch>.pt`` (or ``model_<epoch>_<step>.pt``
 mid-epoch) is a dict::
 
     {"model": state_dict, "optimizer": ..., "scheduler": ..., "margin_scheduler": ...,
      "scaler": ..., "epoch": e, "step_in_epoch": s, "global_step": g,
-     "rng": {...}, "config": {...}}
+     "rng": [per-rank rng_state()], "config": {...}}
 
 ``epoch`` is the epoch the checkpoint belongs to, ``step_in_epoch`` how many
 of its steps are done (equal to the epoch length once it is complete). Model
 state_dict keys are the module paths without a ``module.`` prefix, as
 WeSpeaker saves them, so WeSpeaker's files load here and ours load there.
+Everything in it is a tensor, a number, a string or a plain container, so it
+loads with ``torch.load(weights_only=True)``; reading and saving go through
+:mod:`wespk.io.checkpoint`.
 """
 
 import logging
@@ -18,102 +21,49 @@ import os
 import random
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from wespk.io.files import atomic_output
+from wespk.io.checkpoint import CheckpointError, UnsafeCheckpointError, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
 _CKPT_RE = re.compile(r"^model_(\d+)(?:_(\d+))?\.pt$")
 
 
-def rng_state() -> Dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
+def rng_state() -> Dict[str, Any]:
+    """This process's Python, numpy and torch (and CUDA) RNG states as tensors and plain containers."""
+    numpy_state = np.random.get_state(legacy=False)
+    state = {
+        "python": random.getstate(),
+        "numpy": {"bit_generator": numpy_state["bit_generator"],
+                  "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                  "pos": int(numpy_state["state"]["pos"]),
+                  "has_gauss": int(numpy_state["has_gauss"]), "gauss": float(numpy_state["gauss"])},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def set_rng_state(state: Dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+def set_rng_state(state: Dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned (or what older wespk versions saved)."""
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    saved = state["numpy"]
+    if isinstance(saved, dict):
+        key = saved["key"].numpy() if torch.is_tensor(saved["key"]) else np.asarray(saved["key"])
+        np.random.set_state({"bit_generator": saved["bit_generator"],
+                             "state": {"key": key.astype(np.uint32), "pos": saved["pos"]},
+                             "has_gauss": saved["has_gauss"], "gauss": saved["gauss"]})
+    else:  # older checkpoints: numpy's legacy tuple (name, key array, pos, has_gauss, gauss)
+        np.random.set_state(saved)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def unwrap_state_dict(obj) -> Dict[str, torch.Tensor]:
-    """Return the model state_dict from any of the usual checkpoint shapes.
-
-    Accepts a plain state_dict, ``{"model": sd}`` (wespk), ``{"state_dict": sd}``
-    (WeSpeaker, Lightning), and strips a ``module.`` prefix left by DDP.
-    """
-    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
-        obj = obj["model"]
-    elif isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
-        raise ValueError("not a state_dict or a checkpoint holding one")
-    if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return dict(obj)
-
-
-def load_checkpoint_file(path: str) -> Dict:
-    """``torch.load`` on CPU with a clear error for missing or corrupt files."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError ...
-        raise RuntimeError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
-
-
-def load_model_weights(model: torch.nn.Module, path: str, strict_encoder: bool = True) -> Tuple[List[str], List[str]]:
-    """Load a model file or checkpoint into ``model`` (WeSpeaker's rules).
-
-    ``projection.*`` keys are optional both ways (an extraction model has no
-    head; a fine-tuned model may get a new one), and an oversized
-    ``projection.weight`` (speed-perturbed classes) is truncated to the head's
-    size. Any other missing or unexpected key is an error when
-    ``strict_encoder``. Returns ``(missing, unexpected)`` keys.
-    """
-    state = unwrap_state_dict(load_checkpoint_file(path))
-    own = model.state_dict()
-    if "projection.weight" in state and "projection.weight" in own:
-        have, want = state["projection.weight"].shape, own["projection.weight"].shape
-        if have != want and have[1:] == want[1:] and have[0] > want[0]:
-            logger.info("truncating projection.weight from %s to %s rows", have[0], want[0])
-            state["projection.weight"] = state["projection.weight"][: want[0]]
-    mismatched = [k for k in state if k.startswith("projection.") and k in own and state[k].shape != own[k].shape]
-    if mismatched:
-        # a head for another speaker set: keep the model's new head
-        logger.info("%s: head shapes differ (%s); the head is not loaded", path, ", ".join(mismatched))
-        state = {k: v for k, v in state.items() if not k.startswith("projection.")}
-    result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith("projection.")]
-    unexpected = [k for k in result.unexpected_keys if not k.startswith("projection.")]
-    if strict_encoder and (missing or unexpected):
-        raise RuntimeError(f"{path}: state_dict does not match the model: "
-                           f"missing {missing[:10]}{'...' if len(missing) > 10 else ''}, "
-                           f"unexpected {unexpected[:10]}{'...' if len(unexpected) > 10 else ''}")
-    return list(result.missing_keys), list(result.unexpected_keys)
-
-
-def save_model_file(state_dict: Dict[str, torch.Tensor], path: str) -> None:
-    """Save a bare state_dict (the format of WeSpeaker's model files), atomically."""
-    with atomic_output(path, "wb") as f:
-        torch.save(state_dict, f)
-
-
-def save_training_checkpoint(path: str, state: Dict) -> None:
-    """Save a full training state dict atomically (temp file, fsync, rename)."""
-    with atomic_output(path, "wb") as f:
-        torch.save(state, f)
 
 
 def checkpoint_position(path: str) -> Optional[Tuple[int, int]]:
@@ -139,12 +89,19 @@ def list_checkpoints(model_dir: str) -> List[str]:
     return [p for _, p in sorted(items)]
 
 
-def latest_checkpoint(model_dir: str) -> Optional[str]:
-    """The newest training checkpoint in ``model_dir`` that can be read."""
+def latest_checkpoint(model_dir: str, trust: bool = False) -> Optional[str]:
+    """The newest training checkpoint in ``model_dir`` that can be read.
+
+    A damaged file (a run killed while saving, on a file system without
+    atomic rename) is skipped with a warning; one that could run code is not
+    skipped but refused (:class:`~wespk.io.checkpoint.UnsafeCheckpointError`).
+    """
     for path in reversed(list_checkpoints(model_dir)):
         try:
-            obj = load_checkpoint_file(path)
-        except RuntimeError as e:
+            obj = load_checkpoint(path, trust)
+        except UnsafeCheckpointError:
+            raise
+        except CheckpointError as e:
             logger.warning("skipping unreadable checkpoint: %s", e)
             continue
         if isinstance(obj, dict) and "optimizer" in obj:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from wespk.io.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from wespk.io.config import save_config
 from wespk.train import checkpoint as ckpt
 from wespk.train.distributed import DistInfo, all_reduce_sum, autocast_context, barrier, is_distributed
@@ -170,12 +171,13 @@ class Trainer:
     """Builds data, model, head, optimizer and schedules from a config; runs epochs."""
 
     def __init__(self, config: Dict, dist_info: DistInfo, precision: Optional[str] = None,
-                 checkpoint: Optional[str] = None):
+                 checkpoint: Optional[str] = None, trust_checkpoint: bool = False):
         from wespk.data.dataset import BalancedSpeakerDataset, SpeakerDataset, count_utterances, read_spk2id
         from wespk.losses import build_loss, get_projection
         from wespk.models import get_speaker_model
 
         self.config = config
+        self.trust_checkpoint = trust_checkpoint  # weights_only=False for model_init and resume (runs code)
         self.dist = dist_info
         self.device = dist_info.device
         self.precision = resolve_precision(config, precision, self.device)
@@ -236,7 +238,7 @@ class Trainer:
             projection_args["num_class"] = num_class
             self.model.add_module("projection", get_projection(projection_args))
         if config.get("model_init"):
-            missing, _ = ckpt.load_model_weights(self.model, config["model_init"])
+            missing, _ = load_model_weights(self.model, config["model_init"], trust=trust_checkpoint)
             if any(k.startswith("projection.") for k in missing):
                 logger.info("initialised the encoder from %s; new head for %d classes",
                             config["model_init"], num_class)
@@ -283,7 +285,7 @@ class Trainer:
 
         # resume
         self.start_epoch, self.start_step = 1, 0
-        path = checkpoint or ckpt.latest_checkpoint(self.model_dir)
+        path = checkpoint or ckpt.latest_checkpoint(self.model_dir, trust_checkpoint)
         if path:
             self._resume(path)
         elif dist_info.is_main:
@@ -307,7 +309,7 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------
     def _resume(self, path: str) -> None:
-        state = ckpt.load_checkpoint_file(path)
+        state = load_checkpoint(path, self.trust_checkpoint)
         if not isinstance(state, dict) or "optimizer" not in state:
             raise RuntimeError(f"{path}: not a training checkpoint (no optimizer state); "
                                f"use model_init to start from model weights")
@@ -356,7 +358,7 @@ class Trainer:
                 "skipped_steps": self.skipped_steps,
                 "rng": rng_states, "config": self.config,
             }
-            ckpt.save_training_checkpoint(os.path.join(self.model_dir, name), state)
+            save_checkpoint(os.path.join(self.model_dir, name), state)
             removed = ckpt.prune_checkpoints(self.model_dir, self.keep_last_k)
             logger.info("saved %s%s", name, f"; removed {len(removed)} old checkpoint(s)" if removed else "")
         barrier()

@@ -146,8 +146,8 @@ if run_stage 3; then
       init=$exp_dir/init_encoder.pt
       mkdir -p "$exp_dir"
       python -c "import sys, torch
-from wespk.train.checkpoint import load_checkpoint_file, unwrap_state_dict
-state = unwrap_state_dict(load_checkpoint_file(sys.argv[1]))
+from wespk.io.checkpoint import load_state_dict
+state = load_state_dict(sys.argv[1])
 torch.save({k: v for k, v in state.items() if not k.startswith('projection.')}, sys.argv[2])" "$model_init" "$init"
     fi
     init_args=(--model_init "$init")
