@@ -185,6 +185,11 @@ class SSLFrontend(nn.Module):
         self.sample_rate = int(sample_rate)
         self.chunk_seconds = float(chunk_seconds or 0.0)
         self.per_utterance_padding = getattr(self.model.config, "feat_extract_norm", "layer") == "group"
+        if getattr(self.model.config, "do_stable_layer_norm", False):
+            # the hidden states are taken before the encoder's final layer norm (as the model's own
+            # output_hidden_states are): its parameters get no gradient, so they do not train
+            self.model.encoder.layer_norm.requires_grad_(False)
+        self.layerdrop = float(layerdrop)
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if freeze_feature_encoder:
