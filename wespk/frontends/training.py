@@ -45,3 +45,13 @@ def frontend_param_groups(model: torch.nn.Module, groups: List[Dict]) -> List[Di
                     dropped)
     logger.info("frontend learning-rate ratio %.4g", float(ratio))
     return [g for g in result if g["params"]]
+
+
+def ddp_options(model: torch.nn.Module) -> Dict:
+    """Extra ``DistributedDataParallel`` arguments for ``model``: a trainable frontend with
+    layerdrop skips layers at random, so some parameters get no gradient in a step
+    (``find_unused_parameters``)."""
+    frontend = getattr(model, "frontend", None)
+    if frontend is None or getattr(frontend, "frozen", True) or not getattr(frontend, "layerdrop", 0.0):
+        return {}
+    return {"find_unused_parameters": True}

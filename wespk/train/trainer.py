@@ -305,7 +305,9 @@ class Trainer:
         self.ddp_model = self.model
         if is_distributed():
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+            from wespk.frontends.training import ddp_options  # layerdrop leaves layers unused
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids,
+                                                                       **ddp_options(self.model))
 
     # -- checkpoints ---------------------------------------------------------
     def _resume(self, path: str) -> None:
