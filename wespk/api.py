@@ -406,13 +406,17 @@ class SpeakerEmbedder:
 
 
 def load_model(path: PathLike, device: str = "cpu", backend: str = "auto", batch_size: int = 16,
-               num_threads: Optional[int] = None, note: Optional[Callable[[str], None]] = None) -> SpeakerEmbedder:
+               num_threads: Optional[int] = None, note: Optional[Callable[[str], None]] = None,
+               trust_checkpoint: bool = False) -> SpeakerEmbedder:
     """Load a model dir (or model file) as a :class:`SpeakerEmbedder`.
 
     ``path``: a dir with ``config.yaml`` and ``avg_model.pt`` (or
     ``models/avg_model.pt``), and/or an exported ``final.onnx`` / TorchScript
     ``final.pt``; or one of those files. ``backend`` ``auto`` takes the
     PyTorch model when there is one, else ONNX, else TorchScript.
+    A PyTorch model file is read with ``torch.load(weights_only=True)``;
+    ``trust_checkpoint=True`` lifts that for a file that needs it, and runs
+    whatever code the file carries: only for files from a trusted source.
     """
     options = EmbedderConfig(device=device, batch_size=batch_size, backend=backend, num_threads=num_threads)
     resolved = resolve_model(path, options.backend)
@@ -425,7 +429,8 @@ def load_model(path: PathLike, device: str = "cpu", backend: str = "auto", batch
     if resolved.backend == "torch":
         from wespk.export.runtime import EagerRunner
         from wespk.inference.model_dir import load_speaker_model
-        model, config = load_speaker_model(resolved.model_dir, resolved.model_file, options.device)
+        model, config = load_speaker_model(resolved.model_dir, resolved.model_file, options.device,
+                                           trust_checkpoint)
         runner = EagerRunner(model, config, options.device)
     elif resolved.backend == "onnx":
         from wespk.export.runtime import OnnxRunner

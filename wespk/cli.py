@@ -61,7 +61,7 @@ def _load(args: argparse.Namespace, reporter: _Reporter) -> SpeakerEmbedder:
         raise CommandError("no model: pass --model DIR (a dir with config.yaml and avg_model.pt or final.onnx) "
                            "or set WESPK_MODEL")
     return load_model(args.model, device=args.device, backend=args.backend, batch_size=args.batch_size,
-                      note=reporter.note)
+                      note=reporter.note, trust_checkpoint=args.trust_checkpoint)
 
 
 def _check_files(paths: List[str]) -> None:
@@ -161,7 +161,8 @@ def cmd_extract(args: argparse.Namespace, reporter: _Reporter) -> int:
         from wespk.inference.extractor import extract_embeddings
         count = extract_embeddings(args.wav_scp, resolved.model_dir, args.out, nj=args.nj,
                                    batch_size=args.batch_size, device=args.device,
-                                   checkpoint=resolved.model_file, strict=args.strict)
+                                   checkpoint=resolved.model_file, strict=args.strict,
+                                   trust_checkpoint=args.trust_checkpoint)
     else:
         if args.nj > 1:
             reporter.note(f"--nj {args.nj} is ignored for the {resolved.backend} backend with the "
@@ -233,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="torch, onnx, jit, or auto (the first the model dir has, in that order)")
     model.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (torch and jit backends)")
     model.add_argument("--batch-size", type=int, default=16, help="utterances per forward pass (default 16)")
+    model.add_argument("--trust-checkpoint", "--trust_checkpoint", dest="trust_checkpoint", action="store_true",
+                       help="DANGEROUS: read a PyTorch model file with torch.load(weights_only=False), which runs "
+                            "any code hidden in it; only for files from a source you trust")
     output = common.add_argument_group("messages")
     output.add_argument("-q", "--quiet", action="store_true", help="no notes on stderr")
     output.add_argument("-v", "--verbose", action="store_true", help="log progress and library warnings")

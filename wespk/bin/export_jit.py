@@ -29,11 +29,15 @@ def main(argv=None) -> int:
     parser.add_argument("--check_wav", default=None, help="audio for the parity check (default: bundled test audio)")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help=f"largest allowed abs difference from PyTorch (default {DEFAULT_TOLERANCE:g})")
+    parser.add_argument("--trust_checkpoint", action="store_true",
+                        help="DANGEROUS: read the model file with torch.load(weights_only=False), which runs any code "
+                             "hidden in it; only for files from a source you trust")
     args = parser.parse_args(argv)
     setup_logging()
     try:
         report = export_model_dir_to_torchscript(args.model_dir, args.output, check_wav=args.check_wav,
-                                                 checkpoint=args.checkpoint, tolerance=args.tolerance)
+                                                 checkpoint=args.checkpoint, tolerance=args.tolerance,
+                                                 trust_checkpoint=args.trust_checkpoint)
     except ParityError as e:
         print(f"wespk.bin.export_jit: {e}; {args.output} not written", file=sys.stderr)
         return 1

@@ -37,6 +37,9 @@ def main(argv=None) -> int:
                         help="run the model exactly as loaded (no batch-norm folding, no channels-last layout)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (jobs spread over GPUs)")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad utterance")
+    parser.add_argument("--trust_checkpoint", action="store_true",
+                        help="DANGEROUS: read the model file with torch.load(weights_only=False), which runs any code "
+                             "hidden in it; only for files from a source you trust")
     args = parser.parse_args(argv)
     setup_logging()
     keep_large_allocations_in_heap()
@@ -44,7 +47,8 @@ def main(argv=None) -> int:
         count = extract_embeddings(args.data, args.model_dir, args.out_dir, nj=args.nj,
                                    batch_size=args.batch_size, device=args.device,
                                    checkpoint=args.checkpoint, strict=args.strict, precision=args.precision,
-                                   max_padding=args.max_padding, optimize=not args.no_optimize)
+                                   max_padding=args.max_padding, optimize=not args.no_optimize,
+                                   trust_checkpoint=args.trust_checkpoint)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"wespk.bin.extract: {e}", file=sys.stderr)
         return 1

@@ -25,14 +25,15 @@ from wespk.io.files import atomic_output
 logger = logging.getLogger(__name__)
 
 
-def load_eager_model(model_dir: str, checkpoint: Optional[str] = None, device: str = "cpu"):
+def load_eager_model(model_dir: str, checkpoint: Optional[str] = None, device: str = "cpu",
+                     trust_checkpoint: bool = False):
     """``(model, config)`` of a model dir's PyTorch checkpoint (never a TorchScript file)."""
     from wespk.inference.model_dir import ModelDirError, load_model_config, load_speaker_model
     load_model_config(model_dir)  # a missing config is reported before a missing model file
     path = checkpoint or find_eager_model_file(model_dir)
     if path is None:
         raise ModelDirError(f"{model_dir}: no PyTorch model file (avg_model.pt or models/avg_model.pt)")
-    return load_speaker_model(model_dir, path, device)
+    return load_speaker_model(model_dir, path, device, trust_checkpoint)
 
 
 def copy_config_next_to(output: str, model_dir: str) -> Optional[str]:
@@ -56,7 +57,7 @@ def copy_config_next_to(output: str, model_dir: str) -> Optional[str]:
 def export_checked(model_dir: str, output: str, write_export: Callable[[torch.nn.Module, Dict[str, Any], str], None],
                    load_runner: Callable[[str, Dict[str, Any]], Any], backend_label: str,
                    check_wav: Optional[str] = None, checkpoint: Optional[str] = None,
-                   tolerance: float = DEFAULT_TOLERANCE) -> ParityReport:
+                   tolerance: float = DEFAULT_TOLERANCE, trust_checkpoint: bool = False) -> ParityReport:
     """Export, check parity, keep the output only on success; returns the parity report.
 
     ``write_export(model, config, path)`` writes the exported file;
@@ -65,7 +66,7 @@ def export_checked(model_dir: str, output: str, write_export: Callable[[torch.nn
     file) when the exported model differs from PyTorch by more than
     ``tolerance``.
     """
-    model, config = load_eager_model(model_dir, checkpoint)
+    model, config = load_eager_model(model_dir, checkpoint, trust_checkpoint=trust_checkpoint)
     frontend = FeatureFrontend(config)
     wav, feats = check_features(check_wav, frontend)
     reference = EagerRunner(model, config)

@@ -53,7 +53,8 @@ def export_torchscript(model: torch.nn.Module, config: Dict[str, Any], output: s
 
 def export_model_dir_to_torchscript(model_dir: str, output: str, check_wav: Optional[str] = None,
                                     checkpoint: Optional[str] = None,
-                                    tolerance: float = DEFAULT_TOLERANCE) -> ParityReport:
+                                    tolerance: float = DEFAULT_TOLERANCE,
+                                    trust_checkpoint: bool = False) -> ParityReport:
     """Export a model dir's encoder to TorchScript and check it against PyTorch on real audio.
 
     Raises :class:`~wespk.export.parity.ParityError` (no file is left) when
@@ -63,4 +64,4 @@ def export_model_dir_to_torchscript(model_dir: str, output: str, check_wav: Opti
     return export_checked(model_dir, output, write_export=export_torchscript,
                           load_runner=lambda path, config: TorchScriptRunner(path, config),
                           backend_label="TorchScript", check_wav=check_wav, checkpoint=checkpoint,
-                          tolerance=tolerance)
+                          tolerance=tolerance, trust_checkpoint=trust_checkpoint)

@@ -54,7 +54,7 @@ def export_onnx(model: torch.nn.Module, config: Dict[str, Any], output: str, ops
 
 def export_model_dir_to_onnx(model_dir: str, output: str, check_wav: Optional[str] = None,
                              opset: int = DEFAULT_OPSET, checkpoint: Optional[str] = None,
-                             tolerance: float = DEFAULT_TOLERANCE) -> ParityReport:
+                             tolerance: float = DEFAULT_TOLERANCE, trust_checkpoint: bool = False) -> ParityReport:
     """Export a model dir's encoder to ``output`` and check it against PyTorch on real audio.
 
     Raises :class:`~wespk.export.parity.ParityError` (no file is left) when
@@ -65,4 +65,4 @@ def export_model_dir_to_onnx(model_dir: str, output: str, check_wav: Optional[st
                           write_export=lambda model, config, path: export_onnx(model, config, path, opset),
                           load_runner=lambda path, config: OnnxRunner(path, config),
                           backend_label="ONNX Runtime", check_wav=check_wav, checkpoint=checkpoint,
-                          tolerance=tolerance)
+                          tolerance=tolerance, trust_checkpoint=trust_checkpoint)

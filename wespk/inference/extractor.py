@@ -228,14 +228,14 @@ def _run_batches(extractor: EmbeddingExtractor, batches: List[List[Utterance]], 
 
 def _job_main(job: int, model_dir: str, checkpoint: Optional[str], device: str,
               batches: List[List[Utterance]], out_prefix: str, strict: bool, threads: int,
-              precision: str = "fp32", optimize: bool = True) -> None:
+              precision: str = "fp32", optimize: bool = True, trust_checkpoint: bool = False) -> None:
     from wespk.inference.model_dir import load_speaker_model
     from wespk.utils.logs import setup_logging
     setup_logging(0)
     torch.set_num_threads(threads)
     if device.startswith("cuda") and torch.cuda.device_count() > 1:
         device = f"cuda:{job % torch.cuda.device_count()}"
-    model, config = load_speaker_model(model_dir, checkpoint, device)
+    model, config = load_speaker_model(model_dir, checkpoint, device, trust_checkpoint)
     extractor = EmbeddingExtractor(model, config, device, optimize=optimize, precision=precision)
     results, durations, skipped = _run_batches(extractor, batches, strict)
     write_embeddings(f"{out_prefix}.ark", f"{out_prefix}.scp", results)
@@ -255,7 +255,7 @@ def _spawned_job_main(*args) -> None:
 def extract_embeddings(data: str, model_dir: str, out_dir: str, nj: int = 1, batch_size: int = 16,
                        device: str = "cpu", checkpoint: Optional[str] = None, strict: bool = False,
                        precision: str = "fp32", max_padding: float = DEFAULT_MAX_PADDING,
-                       optimize: bool = True) -> int:
+                       optimize: bool = True, trust_checkpoint: bool = False) -> int:
     """Extract every utterance of ``data`` into ``out_dir/xvector.{ark,scp}``.
 
     The list is cut into length-sorted batches (see :func:`plan_batches` for
@@ -282,12 +282,12 @@ def extract_embeddings(data: str, model_dir: str, out_dir: str, nj: int = 1, bat
     logger.info("extracting %d utterances in %d batches with %d job(s) on %s", len(utts), len(batches), nj, device)
     if nj == 1:
         _job_main(0, model_dir, checkpoint, device, batches, prefixes[0], strict, torch.get_num_threads(), precision,
-                  optimize)
+                  optimize, trust_checkpoint)
     else:
         ctx = multiprocessing.get_context("spawn")
         procs = [ctx.Process(target=_spawned_job_main,
                              args=(j, model_dir, checkpoint, device, batches[j::nj], prefixes[j], strict, threads,
-                                   precision, optimize))
+                                   precision, optimize, trust_checkpoint))
                  for j in range(nj)]
         for p in procs:
             p.start()

@@ -48,16 +48,17 @@ def build_speaker_model(config: Dict) -> torch.nn.Module:
 
 
 def load_speaker_model(model_dir: str, checkpoint: Optional[str] = None,
-                       device: str = "cpu") -> Tuple[torch.nn.Module, Dict]:
+                       device: str = "cpu", trust_checkpoint: bool = False) -> Tuple[torch.nn.Module, Dict]:
     """Build the encoder of a model dir, load its weights, return ``(model.eval(), config)``.
 
     The classification head (``projection.*`` keys) is not needed for
-    embeddings and is ignored.
+    embeddings and is ignored. ``trust_checkpoint`` reads the model file
+    with ``weights_only=False`` (it may run code; see :mod:`wespk.io.checkpoint`).
     """
     config = load_model_config(model_dir)
     model = build_speaker_model(config)
     path = checkpoint or find_model_file(model_dir)
-    load_model_weights(model, path)
+    load_model_weights(model, path, trust=trust_checkpoint)
     from wespk.models.repvgg import RepVGG, convert_to_deploy
     if isinstance(model, RepVGG):
         model = convert_to_deploy(model)   # same outputs, one conv per block
