@@ -68,9 +68,11 @@ NUMPY_ARRAY_GLOBALS = tuple(name for _, name in _numpy_array_globals())
 _GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
 _STRING_OPCODES = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE",
                    "SHORT_BINSTRING", "BINSTRING", "STRING"}
-#: Globals torch's weights-only unpickler allows by default start with one of these.
-_DEFAULT_SAFE_PREFIXES = ("torch.", "collections.OrderedDict", "builtins.set", "builtins.frozenset",
-                          "builtins.bytearray", "builtins.complex", "_codecs.encode")
+#: Globals of plain tensors that torch's weights-only unpickler allows (used to name the culprit of a refusal).
+_TENSOR_GLOBAL_RE = re.compile(r"^(torch\._utils\._rebuild\w*|torch\._tensor\._rebuild\w*|torch\.\w*Storage"
+                               r"|torch\.(Size|device|dtype|float\w*|bfloat16|int\w*|uint\w*|bool|complex\w*)"
+                               r"|collections\.OrderedDict|builtins\.(set|frozenset|bytearray|complex|slice)"
+                               r"|_codecs\.encode)$")
 
 
 def _pickle_globals(data: bytes) -> List[str]:
@@ -82,8 +84,8 @@ def _pickle_globals(data: bytes) -> List[str]:
         memo: Dict[int, Optional[str]] = {}
         try:
             for op, arg, _ in pickletools.genops(stream):
-                if op.name == "GLOBAL":
-                    names.append(str(arg).replace(" ", "."))
+                if op.name == "GLOBAL":   # protocols 0-2 write Python 2's module name for builtins
+                    names.append(str(arg).replace(" ", ".").replace("__builtin__.", "builtins.", 1))
                 elif op.name == "STACK_GLOBAL" and len(strings) >= 2 and None not in strings[-2:]:
                     names.append(f"{strings[-2]}.{strings[-1]}")
                 elif op.name in _STRING_OPCODES:
@@ -101,29 +103,19 @@ def _pickle_globals(data: bytes) -> List[str]:
     return names
 
 
-def _unsafe_globals(path: str) -> List[str]:
-    """Globals in ``path`` that a weights-only load refuses, found without unpickling."""
+def _unsafe_globals(path: str, error: BaseException) -> List[str]:
+    """Globals in ``path`` that made a weights-only load fail, found without unpickling."""
     try:
         if zipfile.is_zipfile(path):
             return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
         with open(path, "rb") as f:
             names = _pickle_globals(f.read())
-    except Exception:  # the scan only improves the message; a failure leaves the generic one
-        return []
+    except Exception:  # the scan only names the culprit; a failure leaves torch's name for it
+        names = []
     allowed = set(NUMPY_ARRAY_GLOBALS)
-    return [n for n in dict.fromkeys(names) if n not in allowed and not n.startswith(_DEFAULT_SAFE_PREFIXES)]
-
-
-def _refusal(path: str, error: BaseException) -> str:
-    found = _GLOBAL_RE.search(str(error))
-    names = [found.group(1)] if found else _unsafe_globals(path)
-    if names:
-        why = f"refusing to unpickle a global '{names[0]}' (this file could run code)"
-    else:
-        detail = str(error).split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
-        why = (f"refusing to unpickle it ({detail[0] if detail else 'more than tensors and plain containers'}; "
-               f"this file could run code)")
-    return f"{path}: {why}; {TRUST_HINT}"
+    unsafe = [n for n in dict.fromkeys(names) if n not in allowed and not _TENSOR_GLOBAL_RE.match(n)]
+    found = _GLOBAL_RE.search(str(error))   # torch names the first one it met (protocols 0-2)
+    return unsafe or ([found.group(1)] if found else [])
 
 
 def load_checkpoint(path: str, trust: bool = False) -> Any:
@@ -149,14 +141,17 @@ def load_checkpoint(path: str, trust: bool = False) -> Any:
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if not trust and "Weights only load failed" in str(e):
-            raise UnsafeCheckpointError(_refusal(path, e)) from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(e)})") from None
+        unsafe = _unsafe_globals(path, e) if not trust and "Weights only load failed" in str(e) else []
+        if unsafe:
+            raise UnsafeCheckpointError(f"{path}: refusing to unpickle a global '{unsafe[0]}' (this file could "
+                                        f"run code); {TRUST_HINT}") from None
+        detail = str(e).split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler error:" in str(e) else str(e)
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(detail)})") from None
     except Exception as e:  # torch raises RuntimeError, EOFError, ... for damaged files
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})") from None
 
 
-def _first_line(error: BaseException) -> str:
+def _first_line(error: Any) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 

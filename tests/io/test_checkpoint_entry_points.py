@@ -1,0 +1,166 @@
+"""A crafted checkpoint given to every program that reads one: nothing runs, one line names the file.
+
+The crafted file's ``__reduce__`` calls ``exec`` to write a marker file. Each
+program is run as a subprocess (all of them at once, to keep the wall time
+short); each must exit non-zero with exactly one line of stderr that names
+the file and the global it refused, no traceback, and no marker. A control
+run with ``--trust_checkpoint`` shows that the crafted file does run code in
+such a subprocess, so the absence of the marker means something.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import CORPUS, REPO
+from tests.io.test_checkpoint import write_crafted
+
+SMALL_XVEC = {"model": "XVEC", "model_args": {"feat_dim": 40, "hid_dim": 16, "stats_dim": 24, "embed_dim": 8},
+              "dataset_args": {"resample_rate": 16000, "cmn": True,
+                               "fbank_args": {"num_mel_bins": 40, "frame_length": 25, "frame_shift": 10}}}
+
+
+def bundled_audio(count: int):
+    files = []
+    for spk_dir in sorted(p for p in (CORPUS / "train").iterdir() if p.is_dir())[:count]:
+        files.append((spk_dir.name, sorted(spk_dir.glob("*.flac"))[0]))
+    return files
+
+
+def train_config(root: Path, **extra) -> Path:
+    audio = bundled_audio(2)
+    (root / "raw.list").write_text("".join(json.dumps({"key": p.stem, "wav": str(p), "spk": spk}) + "\n"
+                                           for spk, p in audio))
+    (root / "utt2spk").write_text("".join(f"{p.stem} {spk}\n" for spk, p in sorted(audio, key=lambda a: a[1].stem)))
+    config = dict(SMALL_XVEC, exp_dir=str(root / "exp"), data_type="raw", train_data=str(root / "raw.list"),
+                  train_label=str(root / "utt2spk"), num_epochs=1, precision="fp32",
+                  dataloader_args={"batch_size": 2, "num_workers": 0},
+                  dataset_args=dict(SMALL_XVEC["dataset_args"], num_frms=50, speed_perturb=False, aug_prob=0.0),
+                  projection_args={"project_type": "softmax"}, scheduler="ExponentialDecrease",
+                  scheduler_args={"initial_lr": 0.1, "final_lr": 0.01}, **extra)
+    path = root / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def model_dir_with(root: Path, crafted_marker: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "config.yaml").write_text(yaml.safe_dump(SMALL_XVEC))
+    write_crafted(root / "avg_model.pt", crafted_marker)
+    return root
+
+
+def cases(base: Path):
+    """name -> (command, crafted file the message must name, marker the file would write)."""
+    audio = bundled_audio(1)[0][1]
+    out = {}
+
+    def case(name, make_command):
+        work = base / name
+        work.mkdir(parents=True)
+        marker = work / "marker"
+        out[name] = (*make_command(work, marker), marker)
+
+    def embed(work, marker):
+        model = model_dir_with(work / "model", marker)
+        return [sys.executable, "-m", "wespk.cli", "embed", "--model", model, audio], model / "avg_model.pt"
+
+    def extract(work, marker):
+        model = model_dir_with(work / "model", marker)
+        (work / "wav.scp").write_text(f"{audio.stem} {audio}\n")
+        return ([sys.executable, "-m", "wespk.bin.extract", "--model_dir", model, "--data", work / "wav.scp",
+                 "--out_dir", work / "emb"], model / "avg_model.pt")
+
+    def export(module, suffix):
+        def make(work, marker):
+            model = model_dir_with(work / "model", marker)
+            return ([sys.executable, "-m", f"wespk.bin.{module}", "--model_dir", model,
+                     "--output", work / f"final.{suffix}"], model / "avg_model.pt")
+        return make
+
+    def average(work, marker):
+        (work / "models").mkdir()
+        crafted = write_crafted(work / "models" / "model_1.pt", marker)
+        return ([sys.executable, "-m", "wespk.bin.average_model", "--src_path", work / "models",
+                 "--dst_model", work / "avg.pt", "--num", "1"], crafted)
+
+    def analyze(trust):
+        def make(work, marker):
+            crafted = write_crafted(work / "x.pt", marker)
+            return ([sys.executable, "-m", "wespk.bin.checkpoint_tool", "analyze", crafted]
+                    + (["--trust_checkpoint"] if trust else []), crafted)
+        return make
+
+    def model_init(work, marker):
+        crafted = write_crafted(work / "pretrained.pt", marker)
+        return [sys.executable, "-m", "wespk.bin.train", "--config", train_config(work, model_init=str(crafted)),
+                "--device", "cpu"], crafted
+
+    def resume(work, marker):
+        crafted = write_crafted(work / "model_3.pt", marker)
+        return [sys.executable, "-m", "wespk.bin.train", "--config", train_config(work), "--device", "cpu",
+                "--checkpoint", crafted], crafted
+
+    case("wespk_embed", embed)
+    case("extract", extract)
+    case("export_onnx", export("export_onnx", "onnx"))
+    case("export_jit", export("export_jit", "pt"))
+    case("average_model", average)
+    case("checkpoint_tool_analyze", analyze(trust=False))
+    case("train_model_init", model_init)
+    case("train_resume", resume)
+    case("control_trusted_analyze", analyze(trust=True))
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every case run at once; name -> (CompletedProcess-like (returncode, stderr), crafted, marker)."""
+    base = tmp_path_factory.mktemp("crafted")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("WESPK_MODEL", None)
+    procs = {name: (subprocess.Popen([str(c) for c in command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env, cwd=base), crafted, marker)
+             for name, (command, crafted, marker) in cases(base).items()}
+    results = {}
+    for name, (proc, crafted, marker) in procs.items():
+        _, err = proc.communicate(timeout=300)
+        results[name] = (proc.returncode, err, crafted, marker)
+    return results
+
+
+@pytest.mark.parametrize("name", ["wespk_embed", "extract", "export_onnx", "export_jit", "average_model",
+                                  "checkpoint_tool_analyze", "train_model_init", "train_resume"])
+def test_crafted_checkpoint_is_refused(runs, name):
+    returncode, err, crafted, marker = runs[name]
+    assert returncode != 0, err
+    assert "Traceback" not in err, err
+    refusals = [line for line in err.splitlines() if "refusing to unpickle" in line]
+    assert len(refusals) == 1, err
+    assert refusals[0].endswith(f"{crafted}: refusing to unpickle a global 'builtins.exec' (this file could run "
+                                f"code); pass --trust_checkpoint only if you trust its source"), refusals[0]
+    assert not marker.exists(), f"{name}: the crafted checkpoint ran code"
+    if name.startswith("export"):
+        assert not list(crafted.parent.parent.glob("final.*")), "an export was written"
+
+
+def test_trusted_crafted_checkpoint_does_run_code(runs):
+    returncode, err, crafted, marker = runs["control_trusted_analyze"]
+    assert marker.read_text() == "code ran"
+    assert returncode == 1 and f"{crafted}: no state_dict found" in err
+
+
+def test_api_load_model_refuses(tmp_path):
+    import wespk
+    from wespk.io.checkpoint import UnsafeCheckpointError
+    marker = tmp_path / "marker"
+    model = model_dir_with(tmp_path / "model", marker)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        wespk.load_model(str(model))
+    assert str(info.value).startswith(f"{model / 'avg_model.pt'}: refusing to unpickle a global 'builtins.exec'")
+    assert not marker.exists()
