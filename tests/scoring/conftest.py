@@ -49,9 +49,12 @@ def golden_embeddings(golden_scoring, tmp_path_factory) -> SimpleNamespace:
     return SimpleNamespace(**paths)
 
 
-def run_cli(module: str, *args, cwd=None) -> subprocess.CompletedProcess:
-    """Run ``python -m <module> args...`` as a recipe would; returns the completed process (text)."""
-    env = dict(os.environ)
+def run_cli(module: str, *args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> args...`` as a recipe would; returns the completed process (text).
+
+    ``env`` adds variables to the environment (thread counts, for example).
+    """
+    env = {**os.environ, **(env or {})}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", module, *[str(a) for a in args]], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)

@@ -10,7 +10,9 @@ Each output line is WeSpeaker's layout
 The normalised score is computed from the score as written in the input file.
 ``--mean_from`` / ``--mean_vec`` / ``--length_norm`` must match what produced
 the input scores; the mean is subtracted from the cohort too. Cohort
-statistics are computed once per utterance for all input files together.
+statistics are computed once per utterance for all input files together,
+from exact scores, so the output does not depend on the CPU, the threads,
+``--chunk_rows`` or ``--device``.
 """
 
 import argparse
@@ -50,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="normalised score file for the matching --input (repeatable)")
     parser.add_argument("--chunk_rows", type=int, default=DEFAULT_CHUNK_ROWS,
                         help=f"utterances per block of cohort scores (default {DEFAULT_CHUNK_ROWS})")
+    parser.add_argument("--device", default="auto",
+                        help="auto (a GPU when present, else numpy on the CPU), cpu, cuda or cuda:N; "
+                             "the output files do not depend on it")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser
 
@@ -88,9 +93,10 @@ def main(argv=None) -> int:
         progress = not args.no_progress
         if args.method == "asnorm":
             result = asnorm(all_scores, all_enroll, all_test, eval_matrix, cohort_matrix, args.top_n,
-                            args.chunk_rows, progress)
+                            args.chunk_rows, progress, args.device)
         else:
-            result = snorm(all_scores, all_enroll, all_test, eval_matrix, cohort_matrix, args.chunk_rows, progress)
+            result = snorm(all_scores, all_enroll, all_test, eval_matrix, cohort_matrix, args.chunk_rows, progress,
+                           args.device)
 
         boundaries = np.cumsum([len(t) for t in tables])[:-1]
         for table, (enroll_rows, test_rows), normed, output_path in zip(

@@ -9,11 +9,25 @@ AS-norm, over the whole cohort for S-norm) give the normalised trial score
 
 as in WeSpeaker's ``bin/score_norm.py``. Both the utterance and the cohort
 embeddings are mean-subtracted (when a mean vector is used) and L2-normalised
-in float32 before the matrix product. Statistics are computed once per
-utterance, in chunks of rows (``[chunk, cohort]`` score blocks, the top N
-of each row selected by an in-place partition on all usable cores), so
-memory stays bounded at VoxCeleb scale (one 196 MB block for 8192 rows x
-5994 cohort speakers); the trials are then normalised with array indexing.
+in float32 before the product.
+
+The statistics do not depend on the CPU, the BLAS kernels, the number of
+threads, the block size or the device: a float32 matrix product gives each
+score with a rounding error whose size depends on how the library splits the
+work (on a Zen 4 CPU the same row differs by 3e-8 between two block sizes),
+so the scores are computed exactly instead. Every unit vector is put on the
+grid of multiples of 2**-26 (a change of at most 2**-27 per component, about
+1e-7 on a score at dimension 256), which makes each product of components a
+multiple of 2**-52 below 2**0 and, by Cauchy-Schwarz, every partial sum of a
+dot product a multiple of 2**-52 below 2 in magnitude: all of them are exact
+in float64, so any float64 matrix product (any order, with or without FMA,
+numpy, torch, CUDA) returns the exact score. Each exact score is rounded to
+float32 (the precision of WeSpeaker's scores), the ``top_n`` highest are
+selected (a partition on the CPU, ``topk`` on another device), sorted, and
+their mean and standard deviation are taken in float64 on the CPU in that
+fixed order. Statistics are computed once per utterance, in blocks of rows, so
+memory stays bounded at VoxCeleb scale; the trials are then normalised with
+array indexing.
 """
 
 import logging
@@ -23,15 +37,18 @@ from typing import Optional, Tuple
 import numpy as np
 from tqdm import tqdm
 
+from wespk.scoring.device import resolve_scoring_device
 from wespk.utils.parallel import for_row_ranges
 
 logger = logging.getLogger(__name__)
 
-#: Utterances per block of the utterance x cohort score matrix (8192 x 5994 float32 = 196 MB).
-#: Smaller blocks were slower on the 2-core reference machine (per-call overhead of the matmul).
-DEFAULT_CHUNK_ROWS = 8192
-#: Rows per task when selecting the top N and reducing a block (S-norm: a 24 MB float64 temporary each).
+#: Utterances per block of the utterance x cohort score matrix (4096 x 5994 float64 = 196 MB, plus
+#: its float32 copy).
+DEFAULT_CHUNK_ROWS = 4096
+#: Rows per task when selecting the top N and reducing a block.
 STATS_ROWS = 512
+#: Unit vectors are rounded to multiples of 2**-GRID_BITS, which makes every float64 dot product exact.
+GRID_BITS = 26
 
 
 def _unit_rows(matrix: np.ndarray, what: str) -> np.ndarray:
@@ -47,23 +64,32 @@ def _unit_rows(matrix: np.ndarray, what: str) -> np.ndarray:
     return matrix / norms
 
 
-def cohort_score_stats(embeddings: np.ndarray, cohort: np.ndarray, top_n: Optional[int] = None,
-                       chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = True,
-                       threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """Mean and population std of each embedding's top-N cosine scores against a cohort.
+def grid_unit_rows(matrix: np.ndarray, what: str) -> np.ndarray:
+    """Unit rows (float32 normalisation) rounded to multiples of ``2**-GRID_BITS``, as float64.
 
-    ``embeddings`` ``[N, dim]`` and ``cohort`` ``[C, dim]`` are float32 and
-    already mean-subtracted if a mean is used. ``top_n`` None (or >= C) uses
-    the whole cohort (S-norm). Returns two float32 arrays of length N, like
-    WeSpeaker's ``get_mean_std`` (the statistics are accumulated in float64
-    and rounded to float32 at the end).
-
-    The ``[chunk_rows, C]`` score block is computed with numpy's matmul into a
-    reused buffer; the top N of each row are moved to its end by an in-place
-    ``partition`` (the same values ``torch.topk`` selects, in another order,
-    six times faster on 2 cores), on ``threads`` threads (default: the usable
-    cores) over slices of rows.
+    Components are at most 1 in magnitude, so each is an integer of at most
+    27 bits times ``2**-26``; products of two are exact in float64 and so is
+    every partial sum of a dot product of two such rows (its magnitude is at
+    most the product of the two norms, about 1, i.e. below 2**53 units).
     """
+    scale = float(2 ** GRID_BITS)
+    return np.rint(_unit_rows(matrix, what).astype(np.float64) * scale) / scale
+
+
+def top_score_stats(top: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Mean and population std (float64) of each row of ``top`` (the selected float32 scores).
+
+    The values are sorted first, so the sums run in the same order whatever
+    order the selection left them in, and the result depends only on the set
+    of values.
+    """
+    top = np.sort(np.asarray(top, dtype=np.float32), axis=1).astype(np.float64)
+    mean = top.sum(axis=1) / top.shape[1]
+    deviation = top - mean[:, None]
+    return mean, np.sqrt((deviation * deviation).sum(axis=1) / top.shape[1])
+
+
+def _check_inputs(embeddings, cohort, top_n):
     embeddings = np.asarray(embeddings, dtype=np.float32)
     cohort = np.asarray(cohort, dtype=np.float32)
     if embeddings.ndim != 2 or cohort.ndim != 2:
@@ -77,29 +103,66 @@ def cohort_score_stats(embeddings: np.ndarray, cohort: np.ndarray, top_n: Option
         top_n = None
     if top_n is not None and top_n < 1:
         raise ValueError(f"top_n must be at least 1, got {top_n}")
+    return embeddings, cohort, top_n
+
+
+def cohort_score_stats(embeddings: np.ndarray, cohort: np.ndarray, top_n: Optional[int] = None,
+                       chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = True,
+                       threads: Optional[int] = None, device: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Mean and population std of each embedding's top-N cosine scores against a cohort.
+
+    ``embeddings`` ``[N, dim]`` and ``cohort`` ``[C, dim]`` are float32 and
+    already mean-subtracted if a mean is used. ``top_n`` None (or >= C) uses
+    the whole cohort (S-norm). Returns two float32 arrays of length N, like
+    WeSpeaker's ``get_mean_std`` (the statistics are taken in float64 and
+    rounded to float32 at the end).
+
+    The scores are exact (see the module docstring), so the result is the
+    same, bit for bit, for every ``chunk_rows``, ``threads`` (the CPU threads
+    of the selection; default: the usable cores) and ``device``: None runs
+    numpy on the CPU, ``"auto"`` uses a GPU when one is present (else numpy),
+    ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` run the product and the selection
+    with torch on that device.
+    """
+    embeddings, cohort, top_n = _check_inputs(embeddings, cohort, top_n)
+    num_cohort = cohort.shape[0]
     keep = num_cohort if top_n is None else top_n
-    unit_cohort_t = np.ascontiguousarray(_unit_rows(cohort, "cohort").T)
+    torch_device = resolve_scoring_device(device)
+    grid_cohort_t = np.ascontiguousarray(grid_unit_rows(cohort, "cohort").T)
     num = embeddings.shape[0]
     mean = np.empty(num, dtype=np.float32)
     std = np.empty(num, dtype=np.float32)
     chunk_rows = max(1, min(chunk_rows, num))
-    buffer = np.empty((chunk_rows, num_cohort), dtype=np.float32)
     starts = range(0, num, chunk_rows)
+    if torch_device is None:
+        exact = np.empty((chunk_rows, num_cohort), dtype=np.float64)
+        buffer = np.empty((chunk_rows, num_cohort), dtype=np.float32)
+    else:
+        import torch
+
+        cohort_on_device = torch.from_numpy(grid_cohort_t).to(torch_device)
     for start in tqdm(starts, desc="cohort statistics", unit="block", disable=not progress or len(starts) < 2,
                       mininterval=5):
         size = min(chunk_rows, num - start)
+        rows = grid_unit_rows(embeddings[start:start + size], "embeddings")
+        if torch_device is not None:
+            scores = (torch.from_numpy(rows).to(torch_device) @ cohort_on_device).float()
+            top = scores if top_n is None else scores.topk(top_n, dim=1, sorted=False).values
+            block_mean, block_std = top_score_stats(top.cpu().numpy())
+            mean[start:start + size] = block_mean
+            std[start:start + size] = block_std
+            continue
+        np.matmul(rows, grid_cohort_t, out=exact[:size])
         block = buffer[:size]
-        np.matmul(_unit_rows(embeddings[start:start + size], "embeddings"), unit_cohort_t, out=block)
 
-        def block_stats(lo: int, hi: int, block=block, start=start) -> None:
-            rows = block[lo:hi]
+        def block_stats(lo: int, hi: int, block=block, start=start, size=size) -> None:
+            part = block[lo:hi]
+            part[...] = exact[lo:hi]  # float32 rounding of the exact scores
             if top_n is not None:
-                rows.partition(num_cohort - top_n, axis=1)
-            top = rows[:, num_cohort - keep:]
-            row_mean = top.mean(axis=1, dtype=np.float64)
-            deviation = top - row_mean[:, None]
+                part.partition(num_cohort - top_n, axis=1)
+            row_mean, row_std = top_score_stats(part[:, num_cohort - keep:])
             mean[start + lo:start + hi] = row_mean
-            std[start + lo:start + hi] = np.sqrt(np.einsum("ij,ij->i", deviation, deviation) / keep)
+            std[start + lo:start + hi] = row_std
 
         for_row_ranges(size, STATS_ROWS, block_stats, threads)
     if np.any(std == 0):
@@ -132,7 +195,7 @@ class ScoreNormResult:
     magnitude: np.ndarray
 
 
-def _normalize_with_cohort(scores, enroll_rows, test_rows, embeddings, cohort, top_n, chunk_rows, progress):
+def _normalize_with_cohort(scores, enroll_rows, test_rows, embeddings, cohort, top_n, chunk_rows, progress, device):
     embeddings = np.asarray(embeddings, dtype=np.float32)
     enroll_rows = np.asarray(enroll_rows, dtype=np.int64)
     test_rows = np.asarray(test_rows, dtype=np.int64)
@@ -142,7 +205,8 @@ def _normalize_with_cohort(scores, enroll_rows, test_rows, embeddings, cohort, t
     used = np.flatnonzero(mask)  # sorted, like np.unique, without sorting a million trial rows
     logger.info("cohort statistics for %d utterances against %d cohort embeddings (top_n %s)",
                 len(used), len(cohort), "all" if top_n is None else top_n)
-    used_mean, used_std = cohort_score_stats(embeddings[used], cohort, top_n, chunk_rows, progress)
+    used_mean, used_std = cohort_score_stats(embeddings[used], cohort, top_n, chunk_rows, progress,
+                                            device=device)
     mean = np.full(embeddings.shape[0], np.nan, dtype=np.float32)
     std = np.full(embeddings.shape[0], np.nan, dtype=np.float32)
     mean[used] = used_mean
@@ -155,19 +219,23 @@ def _normalize_with_cohort(scores, enroll_rows, test_rows, embeddings, cohort, t
 
 def asnorm(scores: np.ndarray, enroll_rows: np.ndarray, test_rows: np.ndarray, embeddings: np.ndarray,
            cohort: np.ndarray, top_n: int = 300, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-           progress: bool = True) -> ScoreNormResult:
+           progress: bool = True, device: Optional[str] = None) -> ScoreNormResult:
     """Adaptive S-norm: each side is normalised by its ``top_n`` closest cohort scores.
 
     ``scores[i]`` is the raw score of trial ``i`` between embedding rows
     ``enroll_rows[i]`` and ``test_rows[i]``; ``embeddings`` and ``cohort``
     are float32 and already mean-subtracted if a mean is used.
     ``magnitude`` in the result is the L2 norm of each (mean-subtracted)
-    embedding, a quality measure for calibration.
+    embedding, a quality measure for calibration. ``device`` as in
+    :func:`cohort_score_stats` (the result does not depend on it).
     """
-    return _normalize_with_cohort(scores, enroll_rows, test_rows, embeddings, cohort, top_n, chunk_rows, progress)
+    return _normalize_with_cohort(scores, enroll_rows, test_rows, embeddings, cohort, top_n, chunk_rows, progress,
+                                  device)
 
 
 def snorm(scores: np.ndarray, enroll_rows: np.ndarray, test_rows: np.ndarray, embeddings: np.ndarray,
-          cohort: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = True) -> ScoreNormResult:
+          cohort: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = True,
+          device: Optional[str] = None) -> ScoreNormResult:
     """Symmetric S-norm: like :func:`asnorm` with the whole cohort."""
-    return _normalize_with_cohort(scores, enroll_rows, test_rows, embeddings, cohort, None, chunk_rows, progress)
+    return _normalize_with_cohort(scores, enroll_rows, test_rows, embeddings, cohort, None, chunk_rows, progress,
+                                  device)
