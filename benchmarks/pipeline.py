@@ -38,7 +38,8 @@ def prepare_inputs(data_dir: str, work_dir: str, utts_per_shard: int, seed: int)
     """Data dir (imported when ``data_dir`` is a folder of speakers), shards, noise and RIRs."""
     from wespk.augment.noise_sets import build_noise_set, build_rir_set
     from wespk.data.importers import prepare_data_dir
-    from wespk.data.lists import read_data_dir_entries, write_shard
+    from wespk.data.data_dir import read_data_dir
+    from wespk.data.shards import write_shard
     from wespk.io.files import atomic_output
 
     if os.path.isfile(os.path.join(data_dir, "wav.scp")):
@@ -46,7 +47,7 @@ def prepare_inputs(data_dir: str, work_dir: str, utts_per_shard: int, seed: int)
     else:
         kaldi_dir = os.path.join(work_dir, "data")
         prepare_data_dir("folder", data_dir, kaldi_dir)
-    entries = read_data_dir_entries(kaldi_dir)
+    entries = read_data_dir(kaldi_dir, need_spk=True)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(entries))
     shard_dir = os.path.join(work_dir, "shards")
@@ -61,7 +62,7 @@ def prepare_inputs(data_dir: str, work_dir: str, utts_per_shard: int, seed: int)
             with open(entry.audio.path, "rb") as f:
                 payload = f.read()
             suffix = os.path.splitext(entry.audio.path)[1].lstrip(".").lower() or "wav"
-            members.append((entry.key, entry.spk, payload, suffix))
+            members.append((entry.key, entry.speaker, payload, suffix))
         path = os.path.join(shard_dir, f"shard_{len(shard_paths):06d}.tar")
         write_shard(path, members)
         shard_paths.append(os.path.abspath(path))
@@ -124,13 +125,13 @@ def time_pipeline(inputs: Dict[str, str], num_workers: int, batch_size: int, num
 
 def time_fbank(inputs: Dict[str, str], count: int, batch_size: int, seed: int) -> List[Dict[str, float]]:
     """kaldifeat per utterance / batched and kaldi-native-fbank on 200-frame chunks."""
-    from wespk.data.lists import read_data_dir_entries
-    from wespk.data.audio_reader import read_audio_span
+    from wespk.data.data_dir import read_data_dir
+    from wespk.io.audio import read_audio_span
     from wespk.features.fbank import FbankExtractor, available_fbank_backends, num_samples_for_frames
 
     torch.set_num_threads(1)
     length = num_samples_for_frames(200, 16000)
-    entries = read_data_dir_entries(inputs["data_dir"])
+    entries = read_data_dir(inputs["data_dir"])
     rng = np.random.default_rng(seed)
     chunks = []
     for index in rng.permutation(len(entries))[:count]:

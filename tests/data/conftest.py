@@ -34,26 +34,27 @@ def data_dir(corpus_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def raw_list(data_dir):
     """A raw JSON-lines list (with durations) of the data dir."""
-    from wespk.data.lists import read_data_dir_entries
+    from wespk.data.data_dir import read_data_dir
     path = os.path.join(data_dir, "raw.list")
     with open(path, "w") as f:
-        for entry in read_data_dir_entries(data_dir):
-            f.write(json.dumps({"key": entry.key, "wav": entry.audio.path, "spk": entry.spk,
+        for entry in read_data_dir(data_dir, need_spk=True):
+            f.write(json.dumps({"key": entry.key, "wav": entry.audio.path, "spk": entry.speaker,
                                 "duration": entry.duration}) + "\n")
     return path
 
 
 def write_shards(data_dir: str, out_dir: str, num_shards: int) -> str:
     """Tar shards of a data dir (utterances dealt round-robin); returns the list path."""
-    from wespk.data.lists import read_data_dir_entries, write_shard
-    entries = read_data_dir_entries(data_dir)
+    from wespk.data.data_dir import read_data_dir
+    from wespk.data.shards import write_shard
+    entries = read_data_dir(data_dir, need_spk=True)
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for shard in range(num_shards):
         members = []
         for entry in entries[shard::num_shards]:
             with open(entry.audio.path, "rb") as f:
-                members.append((entry.key, entry.spk, f.read(), "wav"))
+                members.append((entry.key, entry.speaker, f.read(), "wav"))
         path = os.path.join(out_dir, f"shard_{shard:03d}.tar")
         write_shard(path, members)
         paths.append(path)

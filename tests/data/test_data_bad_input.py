@@ -13,7 +13,8 @@ import soundfile
 from torch.utils.data import DataLoader
 
 from wespk.data.dataset import EvalDataset, SpeakerDataset
-from wespk.data.lists import index_shard, read_raw_list
+from wespk.data.data_dir import read_utterances
+from wespk.data.shards import index_shard
 from wespk.data.processors import DataPipelineError
 
 FAST = {"num_frms": 40, "speed_perturb": False, "aug_prob": 0.0,
@@ -85,7 +86,7 @@ def test_bad_input_is_skipped_named_and_counted(mixed_list, spk2id, caplog):
     with caplog.at_level(logging.WARNING, logger="wespk.data"):
         batches = list(DataLoader(dataset, batch_size=None, num_workers=0))
     seen = [k for b in batches for k in b["keys"]]
-    assert sorted(seen) == sorted(e.key for e in read_raw_list(data_list) if not e.key.startswith("bad-"))
+    assert sorted(seen) == sorted(e.key for e in read_utterances(data_list) if not e.key.startswith("bad-"))
     for key in list(bad) + ["bad-speaker"]:
         assert any(key in record.getMessage() for record in caplog.records), f"{key} not named"
     stats = dataset.stats

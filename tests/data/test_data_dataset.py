@@ -14,7 +14,7 @@ from wespk.data import processors
 from wespk.data.dataset import (BalancedSpeakerDataset, SpeakerDataset, build_context,
                                 count_utterances, read_spk2id)
 from wespk.data.dataset_args import resolve_dataset_args
-from wespk.data.lists import read_data_dir_entries, read_raw_list
+from wespk.data.data_dir import read_data_dir, read_utterances
 from wespk.data.processors import assign_groups, check_entries, key_hash, read_audio, take_chunk
 
 FAST = {"num_frms": 40, "speed_perturb": False, "aug_prob": 0.0,
@@ -32,7 +32,7 @@ def test_batches_have_the_documented_shape(raw_list, spk2id, noise_dirs):
     dataset = SpeakerDataset(raw_list, "raw", args, spk2id, batch_size=5)
     assert dataset.num_speakers == 4 and dataset.num_classes == 12
     batches = take(dataset, 6)
-    keys = {e.key for e in read_raw_list(raw_list)}
+    keys = {e.key for e in read_utterances(raw_list)}
     for batch in batches:
         assert batch["feats"].shape == (5, 60, 80) and batch["feats"].dtype == torch.float32
         assert batch["labels"].dtype == torch.long and batch["lengths"].tolist() == [60] * 5
@@ -41,7 +41,7 @@ def test_batches_have_the_documented_shape(raw_list, spk2id, noise_dirs):
     labels = torch.cat([b["labels"] for b in batches])
     assert labels.min() >= 0 and labels.max() < 12
     # Speed blocks: label = speaker + 4 * speed index, speaker from spk2id.
-    utt2spk = {e.key: e.spk for e in read_raw_list(raw_list)}
+    utt2spk = {e.key: e.speaker for e in read_utterances(raw_list)}
     for batch in batches:
         for key, label in zip(batch["keys"], batch["labels"].tolist()):
             assert label % 4 == spk2id[utt2spk[key]]
@@ -78,7 +78,7 @@ def test_each_utterance_once_per_pass_over_two_ranks_and_two_workers(kind, raw_l
         data_list, data_type = shard_list, "shard"
     else:
         data_list, data_type = make_shards(data_dir, str(tmp_path), 2), "shard"
-    all_keys = sorted(e.key for e in read_data_dir_entries(data_dir))
+    all_keys = sorted(e.key for e in read_data_dir(data_dir))
     per_slot = len(all_keys) // 4          # 16 utterances, 2 ranks x 2 workers
     batch_size = 2
     seen = []
@@ -126,8 +126,8 @@ def test_epochs_shuffle_differently(raw_list, spk2id):
 
 def _checked_samples(raw_list, spk2id, args, seed=(1, 0, 0)):
     ctx = build_context(resolve_dataset_args(args), spk2id, "raw", train=True)
-    samples = ({"key": e.key, "spk": e.spk, "entry": e, "seed": (*seed, *key_hash(e.key))}
-               for e in read_raw_list(raw_list))
+    samples = ({"key": e.key, "spk": e.speaker, "entry": e, "seed": (*seed, *key_hash(e.key))}
+               for e in read_utterances(raw_list))
     return ctx, list(assign_groups(check_entries(samples, ctx), 4))
 
 
@@ -177,7 +177,7 @@ def test_short_utterances_are_repeated_to_the_chunk(raw_list, spk2id):
 
 def test_segments_flow_through_the_pipeline(data_dir, spk2id, tmp_path):
     # A data dir whose utterances are 1.2 s pieces of the recordings.
-    entries = read_data_dir_entries(data_dir)[:4]
+    entries = read_data_dir(data_dir)[:4]
     seg_dir = tmp_path / "seg"
     seg_dir.mkdir()
     with open(seg_dir / "wav.scp", "w") as f:
@@ -185,7 +185,7 @@ def test_segments_flow_through_the_pipeline(data_dir, spk2id, tmp_path):
     with open(seg_dir / "segments", "w") as f:
         f.writelines(f"{e.key}-a rec{i} 0.50 1.70\n" for i, e in enumerate(entries))
     with open(seg_dir / "utt2spk", "w") as f:
-        f.writelines(f"{e.key}-a {e.spk}\n" for e in entries)
+        f.writelines(f"{e.key}-a {e.speaker}\n" for e in entries)
     from wespk.data.dataset import EvalDataset
     from wespk.features.fbank import compute_fbank
     for (key, feats), entry in zip(EvalDataset(str(seg_dir), "raw", {"cmn": False}), entries):
@@ -204,7 +204,7 @@ def test_balanced_batches(raw_list, spk2id):
                                      seed=3)
     assert dataset.batches_per_pass == 2
     batches = take(dataset, 4)
-    utt2spk = {e.key: e.spk for e in read_raw_list(raw_list)}
+    utt2spk = {e.key: e.speaker for e in read_utterances(raw_list)}
     for batch in batches:
         assert batch["feats"].shape == (6, 40, 40)
         groups = [batch["keys"][i * 3:(i + 1) * 3] for i in range(2)]
@@ -283,7 +283,7 @@ def test_lists_written_by_the_tools(data_dir, spk2id, tmp_path):
                      str(tmp_path / "shards"), shards]):
         proc = subprocess.run([sys.executable, *command], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
-    expected = sorted(e.key for e in read_data_dir_entries(data_dir))
+    expected = sorted(e.key for e in read_data_dir(data_dir))
     for data_list, data_type in ((raw, "raw"), (shards, "shard")):
         dataset = SpeakerDataset(data_list, data_type, dict(FAST), spk2id, batch_size=4, train=False)
         assert sorted(k for b in dataset for k in b["keys"]) == expected
@@ -294,7 +294,7 @@ def test_eval_features_keep_list_order_with_workers(raw_list):
     from wespk.data.dataset import EvalDataset, iter_eval_features
     from wespk.features.fbank import apply_cmn, compute_fbank
     in_process = list(iter_eval_features(raw_list, "raw", {}))
-    keys = [e.key for e in read_raw_list(raw_list)]
+    keys = [e.key for e in read_utterances(raw_list)]
     assert [k for k, _ in in_process] == keys
     loader = DataLoader(EvalDataset(raw_list, "raw", {}), batch_size=None, num_workers=2)
     with_workers = list(loader)
@@ -302,7 +302,7 @@ def test_eval_features_keep_list_order_with_workers(raw_list):
     for (_, a), (_, b) in zip(in_process, with_workers):
         assert torch.equal(a, b)
     # Whole utterances, no dither: exactly the fbank of the file, mean-normalised.
-    path = read_raw_list(raw_list)[0].audio.path
+    path = read_utterances(raw_list)[0].audio.path
     samples, rate = soundfile.read(path, dtype="float32")
     assert torch.allclose(in_process[0][1], apply_cmn(compute_fbank(samples, rate)), atol=1e-5)
     halves = [list(iter_eval_features(raw_list, "raw", {}, part=(j, 2))) for j in range(2)]
@@ -311,7 +311,7 @@ def test_eval_features_keep_list_order_with_workers(raw_list):
 
 def test_vad_in_the_pipeline(data_dir, tmp_path):
     from wespk.data.dataset import EvalDataset
-    entry = read_data_dir_entries(data_dir)[0]
+    entry = read_data_dir(data_dir)[0]
     speech, rate = soundfile.read(entry.audio.path, dtype="float32")
     quiet = (np.random.default_rng(0).standard_normal(rate) * 1e-4).astype(np.float32)
     padded = tmp_path / "padded.wav"

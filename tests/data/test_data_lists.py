@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from wespk.data.audio_reader import (AudioRef, parse_wav_header, probe_audio, read_audio_span,
-                                     read_audio_window)
-from wespk.data.lists import detect_data_type, index_shard, read_raw_list, write_shard
-from wespk.io.audio import AudioError
+from wespk.data.data_dir import read_raw_list
+from wespk.data.lists import detect_data_type
+from wespk.data.shards import index_shard, write_shard
+from wespk.io.audio import (AudioError, AudioRef, parse_wav_header, probe_audio, read_audio_span,
+                            read_audio_window)
 
 
 def encode(samples, rate, fmt, subtype):
@@ -64,7 +65,7 @@ def test_compressed_shards_are_read_from_memory(speech, tmp_path):
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     (entry,) = index_shard(path)
-    assert entry.audio.member_bytes is not None and entry.spk == "spk"
+    assert entry.audio.member_bytes is not None and entry.speaker == "spk"
     assert np.array_equal(read_audio_span(entry.audio, 100, 50)[0], read_audio_span(entry.audio)[0][100:150])
 
 

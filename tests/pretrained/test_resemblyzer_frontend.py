@@ -110,7 +110,7 @@ def test_frontend_features_shapes_and_resampling(test_flacs):
     expected = rm.preprocess_wav(wav, 16000)
     assert isinstance(feats, torch.Tensor) and feats.dtype == torch.float32
     assert feats.shape == (1 + len(expected) // 160 + 2, 40)
-    from wespk.augment.speed import resample
+    from wespk.io.audio import resample
     for rate in (8000, 44100):
         other = rm.frontend_features(resample(wav, 16000, rate), rate)
         assert abs(other.shape[0] - feats.shape[0]) <= 20      # same audio, about the same length

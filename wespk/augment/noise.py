@@ -17,8 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from wespk.augment.resample import resample
-from wespk.data.audio_reader import AudioRef, read_audio_window, ref_from_wav_scp_value
+from wespk.io.audio import AudioRef, read_audio_window, ref_from_wav_scp_value, resample
 from wespk.io.files import read_kaldi_map
 
 logger = logging.getLogger(__name__)

@@ -20,9 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import soundfile
 
-from wespk.augment.resample import resample
-from wespk.data.audio_reader import read_audio_span, ref_from_wav_scp_value
-from wespk.io.audio import AudioError
+from wespk.io.audio import AudioError, read_audio_span, ref_from_wav_scp_value, resample
 from wespk.io.files import atomic_output, read_kaldi_map, write_kaldi_map
 
 logger = logging.getLogger(__name__)

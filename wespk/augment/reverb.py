@@ -14,9 +14,7 @@ import numpy as np
 from scipy.signal import fftconvolve
 
 from wespk.augment.noise import POWER_FLOOR, signal_power
-from wespk.augment.resample import resample
-from wespk.data.audio_reader import AudioRef, read_audio_channel, ref_from_wav_scp_value
-from wespk.io.audio import AudioError
+from wespk.io.audio import AudioError, AudioRef, read_audio_channel, ref_from_wav_scp_value, resample
 from wespk.io.files import read_kaldi_map
 
 logger = logging.getLogger(__name__)

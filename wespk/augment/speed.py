@@ -1,20 +1,19 @@
-"""Speed perturbation by resampling.
+"""Speed perturbation by resampling (the pipeline's ``speed_perturb`` step).
 
 Speed perturbation by a factor ``s`` plays the waveform ``s`` times faster:
 the samples are treated as if taken at ``s * rate`` and resampled to
 ``rate``, so duration shrinks by ``1/s`` and every frequency (pitch included)
 scales by ``s`` - the effect of sox ``speed s`` followed by ``rate``, as
-WeSpeaker and Kaldi apply it. Filters as in :mod:`wespk.augment.resample`.
+WeSpeaker and Kaldi apply it. The filters are those of
+:func:`wespk.io.audio.resample`; a :class:`~wespk.io.audio.Resampler` keeps
+them between calls.
 """
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
-# resample is imported from here by other modules; it lives in resample.py.
-from wespk.augment.resample import Resampler, apply_ratio, design_filter, resample, resample_ratio
-
-__all__ = ["SPEED_FACTORS", "speed_ratio", "speed_perturb", "resample", "resample_ratio", "Resampler"]
+from wespk.io.audio import Resampler, resample_ratio
 
 #: WeSpeaker's speed factors; index i maps labels to class block i.
 SPEED_FACTORS = (1.0, 0.9, 1.1)
@@ -25,9 +24,13 @@ def speed_ratio(speed: float) -> Tuple[int, int]:
     return resample_ratio(speed, 1.0, max_denominator=100)
 
 
-def speed_perturb(waveform: np.ndarray, speed: float) -> np.ndarray:
-    """Play ``waveform`` ``speed`` times faster (length / speed, pitch x speed)."""
+def speed_perturb(waveform: np.ndarray, speed: float, resampler: Optional[Resampler] = None) -> np.ndarray:
+    """Play ``waveform`` ``speed`` times faster (length / speed, pitch x speed).
+
+    ``resampler`` keeps the filters designed for each factor (the pipeline
+    passes its own); without one the filter is designed for this call.
+    """
     if speed == 1.0:
         return waveform
     up, down = speed_ratio(speed)
-    return apply_ratio(waveform, up, down, design_filter(up, down))
+    return (resampler or Resampler()).apply_ratio(waveform, up, down)

@@ -25,9 +25,10 @@ from torch.utils.data import IterableDataset
 from wespk.augment.noise import NoiseSet
 from wespk.augment.reverb import RirSet
 from wespk.data.dataset_args import resolve_dataset_args
-from wespk.data.lists import (DATA_TYPES, UtteranceEntry, detect_data_type, index_shard,
-                              read_entries, read_feat_list, read_json_lines, read_raw_list,
-                              read_shard_list)
+from wespk.data.data_dir import read_json_lines, read_utterances
+from wespk.data.lists import DATA_TYPES, detect_data_type, read_entries, read_feat_list, read_shard_list
+from wespk.data.records import Utterance
+from wespk.data.shards import index_shard
 from wespk.data.processors import (DataPipelineError, PipelineContext, Sample, _check_one,
                                    add_noise_reverb, apply_spec_aug, apply_speed, apply_vad,
                                    assign_groups, check_entries, choose_speed, collate,
@@ -68,8 +69,8 @@ def _speakers_of(path: str) -> List[str]:
     if kind == "json":
         return [str(obj["spk"]) for _, obj in read_json_lines(path, ("spk",))]
     if kind == "shard":
-        return [e.spk for shard in read_shard_list(path) for e in index_shard(shard, probe=False)
-                if e.spk is not None]
+        return [e.speaker for shard in read_shard_list(path) for e in index_shard(shard, probe=False)
+                if e.speaker is not None]
     return list(read_kaldi_map(path).values())
 
 
@@ -184,8 +185,8 @@ def _check_data_type(data_type: str) -> str:
     return data_type
 
 
-def _make_sample(entry: UtteranceEntry, seed: Tuple[int, ...], pass_index: int = 0) -> Sample:
-    return {"key": entry.key, "spk": entry.spk, "entry": entry, "seed": seed, "pass": pass_index}
+def _make_sample(entry: Utterance, seed: Tuple[int, ...], pass_index: int = 0) -> Sample:
+    return {"key": entry.key, "spk": entry.speaker, "entry": entry, "seed": seed, "pass": pass_index}
 
 
 # -------------------------------------------------------------- training ---
@@ -267,7 +268,7 @@ class SpeakerDataset(_TrainingStream):
         self.context = build_context(self.args, self.spk2id, self.data_type, self.train)
         if self.data_type == "shard":
             self.shards = read_shard_list(data_list)
-            self.entries: Optional[List[UtteranceEntry]] = None
+            self.entries: Optional[List[Utterance]] = None
             if not self.shards:
                 raise DataFileError(data_list, None, "shard list is empty")
         else:
@@ -283,7 +284,7 @@ class SpeakerDataset(_TrainingStream):
             return len(self.entries)
         return count_utterances(self.data_list, "shard")
 
-    def _entries(self, slot: int, num_slots: int) -> Iterator[Tuple[UtteranceEntry, int]]:
+    def _entries(self, slot: int, num_slots: int) -> Iterator[Tuple[Utterance, int]]:
         shuffle = bool(self.args["shuffle"]) and self.train
         if self.entries is not None:
             return iter_list_entries(self.entries, self.seed, self.epoch, shuffle, slot, num_slots,
@@ -340,10 +341,10 @@ class BalancedSpeakerDataset(_TrainingStream):
         self.epoch, self.skip_batches = 0, 0
         self.context = build_context(self.args, self.spk2id, self.data_type, self.train)
         entries = read_entries(data_list, self.data_type)
-        by_speaker: Dict[str, List[UtteranceEntry]] = {}
+        by_speaker: Dict[str, List[Utterance]] = {}
         for entry in entries:
-            if entry.spk in self.spk2id:
-                by_speaker.setdefault(entry.spk, []).append(entry)
+            if entry.speaker in self.spk2id:
+                by_speaker.setdefault(entry.speaker, []).append(entry)
         self.speakers = sorted(by_speaker, key=lambda s: s.encode("utf-8"))
         self.utterances = [by_speaker[s] for s in self.speakers]
         if len(self.speakers) < self.num_spks:
@@ -355,7 +356,7 @@ class BalancedSpeakerDataset(_TrainingStream):
         """Batches in one pass over the speakers."""
         return len(self.speakers) // self.num_spks
 
-    def _process(self, entry: UtteranceEntry, seed: Tuple[int, ...]) -> Optional[Sample]:
+    def _process(self, entry: Utterance, seed: Tuple[int, ...]) -> Optional[Sample]:
         sample = _make_sample(entry, seed)
         if not _check_one(sample, entry, self.context):
             return None
@@ -452,7 +453,7 @@ class EvalDataset(IterableDataset):
         elif self.data_type == "feat":
             self.entries = read_feat_list(self.data_list, need_spk=False)
         else:
-            self.entries = read_raw_list(self.data_list, need_spk=False)
+            self.entries = read_utterances(self.data_list, need_spk=False)
         if part is not None:
             index, count = part
             if not 0 <= index < count:

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import soundfile
 
 from wespk.io.files import DataFileError, utt2spk_to_spk2utt, write_kaldi_map
-from wespk.data.lists import read_json_lines
+from wespk.data.data_dir import read_json_lines
 
 logger = logging.getLogger(__name__)
 

@@ -31,13 +31,11 @@ import torch
 
 from wespk.augment.noise import NoiseSet
 from wespk.augment.reverb import RirSet, reverberate
-from wespk.augment.resample import Resampler
-from wespk.augment.speed import SPEED_FACTORS
-from wespk.data.audio_reader import probe_audio, read_audio_span
+from wespk.augment.speed import SPEED_FACTORS, speed_perturb
 from wespk.features.fbank import FbankExtractor, apply_cmn, num_samples_for_frames
 from wespk.features.spec_augment import spec_augment
 from wespk.features.vad import VoiceActivityDetector
-from wespk.io.audio import AudioError
+from wespk.io.audio import AudioError, Resampler, probe_audio, read_audio_span
 
 logger = logging.getLogger(__name__)
 
@@ -154,9 +152,9 @@ def _check_one(sample: Sample, entry, ctx: PipelineContext) -> bool:
         ctx.report_bad(sample, "unreadable", entry.error)
         return False
     if ctx.need_labels:
-        label = ctx.spk2id.get(entry.spk) if entry.spk is not None else None
+        label = ctx.spk2id.get(entry.speaker) if entry.speaker is not None else None
         if label is None:
-            ctx.report_bad(sample, "unknown_speaker", f"speaker {entry.spk!r} is not in spk2id")
+            ctx.report_bad(sample, "unknown_speaker", f"speaker {entry.speaker!r} is not in spk2id")
             return False
         sample["label"] = int(label)
     else:
@@ -262,7 +260,7 @@ def apply_speed(samples: Iterator[Sample], ctx: PipelineContext) -> Iterator[Sam
     for sample in samples:
         speed = float(sample.get("speed", 1.0))
         if speed != 1.0:
-            sample["wav"] = ctx.resampler.speed_perturb(sample["wav"], speed)
+            sample["wav"] = speed_perturb(sample["wav"], speed, ctx.resampler)
         yield sample
 
 

@@ -21,7 +21,8 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from wespk.data.lists import UtteranceEntry, index_shard
+from wespk.data.records import Utterance
+from wespk.data.shards import index_shard
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +53,9 @@ def _empty_share_error(total: int, unit: str, slot: int, num_slots: int) -> Runt
                              f"utterances: the list has {total} {unit}; use fewer workers or ranks")
 
 
-def iter_list_entries(entries: Sequence[UtteranceEntry], seed: int, epoch: int, shuffle: bool,
+def iter_list_entries(entries: Sequence[Utterance], seed: int, epoch: int, shuffle: bool,
                       slot: int, num_slots: int, infinite: bool = True,
-                      first_pass: int = 0) -> Iterator[Tuple[UtteranceEntry, int]]:
+                      first_pass: int = 0) -> Iterator[Tuple[Utterance, int]]:
     """``(entry, pass)`` for this slot's share of an in-memory list, pass after pass."""
     total = len(entries)
     if total <= slot:
@@ -71,7 +72,7 @@ def iter_list_entries(entries: Sequence[UtteranceEntry], seed: int, epoch: int, 
 
 def iter_shard_entries(shards: Sequence[str], seed: int, epoch: int, shuffle: bool,
                        shuffle_size: int, slot: int, num_slots: int, infinite: bool = True,
-                       first_pass: int = 0) -> Iterator[Tuple[UtteranceEntry, int]]:
+                       first_pass: int = 0) -> Iterator[Tuple[Utterance, int]]:
     """``(entry, pass)`` for this slot's share of a shard list, pass after pass."""
     if not shards:
         raise _empty_share_error(0, "shards", slot, num_slots)
@@ -82,7 +83,7 @@ def iter_shard_entries(shards: Sequence[str], seed: int, epoch: int, shuffle: bo
         ordered = [shards[int(i)] for i in order]
         if len(shards) >= num_slots:
             mine = ordered[slot::num_slots]
-            entries: Iterator[UtteranceEntry] = chain.from_iterable(index_shard(s) for s in mine)
+            entries: Iterator[Utterance] = chain.from_iterable(index_shard(s) for s in mine)
         else:
             every = chain.from_iterable(index_shard(s) for s in ordered)
             entries = (e for position, e in enumerate(every) if position % num_slots == slot)

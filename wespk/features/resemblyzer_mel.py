@@ -296,7 +296,7 @@ def preprocess_wav(waveform: np.ndarray, sample_rate: int,
     if waveform.size == 0:
         raise ValueError("empty waveform")
     if sample_rate != RESEMBLYZER_SAMPLE_RATE:
-        from wespk.augment.speed import resample
+        from wespk.io.audio import resample
         waveform = resample(waveform, sample_rate, RESEMBLYZER_SAMPLE_RATE)
     waveform = normalize_volume(waveform, target_dbfs, increase_only=True)
     if trim_silence:

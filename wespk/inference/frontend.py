@@ -21,7 +21,7 @@ from typing import Any, Dict, Mapping
 import numpy as np
 import torch
 
-from wespk.io.audio import AudioError
+from wespk.io.audio import AudioError, resample
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +33,6 @@ MIN_FRAMES = 10
 
 class FrontendConfigError(ValueError):
     """A ``dataset_args`` section that selects no known front end."""
-
-
-def resample_waveform(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Resample a mono float waveform (polyphase, :func:`wespk.augment.resample.resample`)."""
-    if from_rate == to_rate:
-        return samples
-    from wespk.augment.resample import resample
-    return np.asarray(resample(np.asarray(samples, dtype=np.float32), int(from_rate), int(to_rate)),
-                      dtype=np.float32)
 
 
 class FeatureFrontend:
@@ -97,7 +88,7 @@ class FeatureFrontend:
             feats = frontend_features(samples, int(sample_rate), self.dataset_args)
         else:
             from wespk.features.fbank import apply_cmn, compute_fbank
-            waveform = resample_waveform(samples, int(sample_rate), self.sample_rate)
+            waveform = resample(samples, int(sample_rate), self.sample_rate)
             feats = compute_fbank(waveform, self.sample_rate, num_mel_bins=self.num_mel_bins,
                                   frame_length=self.frame_length, frame_shift=self.frame_shift, dither=0.0)
             if self.cmn:
