@@ -130,7 +130,8 @@ def test_gather_errors_name_the_line(golden_scoring, tmp_path):
 def test_training_from_own_pipeline_factors_is_close(golden_scoring, golden_embeddings, tmp_path):
     """Loose check: factors recomputed from our own AS-norm give a model as good as the golden one."""
     from wespk.scoring.cosine import EmbeddingSet, mean_embedding, prepare_embeddings, score_trials
-    from wespk.scoring.score_files import read_trial_list, write_score_norm_file
+    from wespk.io.trials import read_trials
+    from wespk.scoring.score_files import write_score_norm_file
     from wespk.scoring.score_norm import asnorm
 
     root = golden_scoring
@@ -141,7 +142,7 @@ def test_training_from_own_pipeline_factors_is_close(golden_scoring, golden_embe
     durations = read_durations(root / "utt2dur.txt")
     factor_tables = {}
     for name, trials_file, embeddings in (("cali", "cali_trials.txt", cohort_utts), ("eval", "trials.txt", eval_set)):
-        trials = read_trial_list(root / "trials" / trials_file)
+        trials = read_trials(root / "trials" / trials_file)
         scores, enroll, test = score_trials(trials, embeddings, mean_vec)
         scores = np.round(scores, 5)  # the score file holds 5 decimals
         result = asnorm(scores, enroll, test, prepare_embeddings(embeddings.matrix, mean_vec),

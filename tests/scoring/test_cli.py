@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from wespk.io.embeddings import read_embeddings, write_embeddings
-from wespk.scoring.score_files import read_score_file, read_trial_list
+from wespk.io.trials import read_trials
+from wespk.scoring.score_files import read_score_file
 
 from .conftest import read_columns, run_cli
 
@@ -176,7 +177,7 @@ def test_make_calibration_trials_is_seeded(golden_scoring, tmp_path):
         assert "300 calibration trials (150 target)" in result.stdout
         outputs.append((tmp_path / name).read_text())
     assert outputs[0] == outputs[1] and outputs[0] != outputs[2]
-    trials = read_trial_list(tmp_path / "a")
+    trials = read_trials(tmp_path / "a")
     assert all(e != t for e, t in zip(trials.enroll, trials.test))
     speaker = {utt: utt.split("/")[0] for utt in utts}
     assert [speaker[e] == speaker[t] for e, t in zip(trials.enroll, trials.test)] == list(trials.is_target)

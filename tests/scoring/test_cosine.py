@@ -15,7 +15,8 @@ from wespk.io.files import DataFileError, read_spk2utt
 from wespk.scoring.cohort import speaker_means
 from wespk.scoring.cosine import (EmbeddingSet, cosine_scores, l2_normalize_rows, load_mean_vector, mean_embedding,
                                   mean_from_scp, prepare_embeddings, save_mean_vector, score_trials)
-from wespk.scoring.score_files import read_score_file, read_trial_list
+from wespk.io.trials import read_trials
+from wespk.scoring.score_files import read_score_file
 
 ROUNDED = 1e-5 + 1e-9
 
@@ -42,7 +43,7 @@ def test_mean_embedding_is_sequential_float32():
 
 @pytest.mark.parametrize("with_mean, golden_name", [(False, "nomean"), (True, "mean")])
 def test_cosine_matches_golden(golden_scoring, golden_embeddings, with_mean, golden_name):
-    trials = read_trial_list(golden_scoring / "trials/trials.txt")
+    trials = read_trials(golden_scoring / "trials/trials.txt")
     embeddings = EmbeddingSet.from_scp(golden_embeddings.eval)
     mean_vec = mean_from_scp(golden_embeddings.cohort_utts) if with_mean else None
     scores, _, _ = score_trials(trials, embeddings, mean_vec)
@@ -54,7 +55,7 @@ def test_cosine_matches_golden(golden_scoring, golden_embeddings, with_mean, gol
 
 
 def test_calibration_trial_cosine_matches_golden(golden_scoring, golden_embeddings):
-    trials = read_trial_list(golden_scoring / "trials/cali_trials.txt")
+    trials = read_trials(golden_scoring / "trials/cali_trials.txt")
     embeddings = EmbeddingSet.from_scp(golden_embeddings.cohort_utts)
     scores, _, _ = score_trials(trials, embeddings, mean_embedding(embeddings.matrix))
     golden = read_score_file(golden_scoring / "scores/cali_trials_cosine_mean.score.txt")
@@ -97,7 +98,7 @@ def test_missing_key_names_trial_file_line_and_key(tmp_path):
     trials_path.write_text("u1 u2 target\nu1 ghost nontarget\n")
     embeddings = EmbeddingSet("emb.scp", ["u1", "u2"], np.eye(2, dtype=np.float32))
     with pytest.raises(DataFileError) as error:
-        score_trials(read_trial_list(trials_path), embeddings)
+        score_trials(read_trials(trials_path), embeddings)
     assert str(error.value) == f"{trials_path}:2: test key 'ghost' has no embedding in emb.scp"
 
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from wespk.io.files import DataFileError
-from wespk.scoring.score_files import (format_fixed, read_score_file, read_score_norm_file, read_trial_list,
-                                       round_like_format, write_score_file, write_score_norm_file)
+from wespk.io.trials import read_trials
+from wespk.scoring.score_files import (format_fixed, read_score_file, read_score_norm_file, round_like_format,
+                                       write_score_file, write_score_norm_file)
 
 
 def write(tmp_path, name, text):
@@ -15,31 +16,34 @@ def write(tmp_path, name, text):
 
 
 def test_trial_list_with_and_without_labels(tmp_path):
-    labelled = read_trial_list(write(tmp_path, "t1", "a b target\nc d nontarget\n"))
+    labelled = read_trials(write(tmp_path, "t1", "a b target\nc d nontarget\n"))
     assert labelled.enroll == ["a", "c"] and labelled.test == ["b", "d"]
     assert labelled.is_target.tolist() == [True, False]
-    unlabelled = read_trial_list(write(tmp_path, "t2", "a b\nc d"))  # no final newline
+    unlabelled = read_trials(write(tmp_path, "t2", "a b\nc d"))  # no final newline
     assert unlabelled.labels is None and len(unlabelled) == 2
     with pytest.raises(ValueError, match="no labels"):
         unlabelled.is_target
+    # iterating gives (enroll, test, label) tuples, label None when there is none
+    assert list(labelled) == [("a", "b", "target"), ("c", "d", "nontarget")]
+    assert list(unlabelled) == [("a", "b", None), ("c", "d", None)]
 
 
 def test_blank_lines_keep_true_line_numbers(tmp_path):
     path = write(tmp_path, "t", "\na b target\n\n  \nc d nontarget\n")
-    trials = read_trial_list(path)
+    trials = read_trials(path)
     assert trials.line_numbers.tolist() == [2, 5]
 
 
 @pytest.mark.parametrize("text, line, message", [
     ("a b target\nc d nontarget x\n", 2, "has 4 fields but line 1 has 3"),
-    ("a b target\nc d tgt\n", 2, "label (field 3) must be"),
+    ("a b target\nc d tgt\n", 2, "label must be 'target' or 'nontarget' (field 3)"),
     ("a\n", 1, "expected 2 or 3 fields"),
     ("a b target\nc d\n", 2, "has 2 fields but line 1 has 3"),
 ])
 def test_malformed_trial_lines_name_file_and_line(tmp_path, text, line, message):
     path = write(tmp_path, "trials", text)
     with pytest.raises(DataFileError) as error:
-        read_trial_list(path)
+        read_trials(path)
     assert error.value.line_no == line
     assert str(error.value).startswith(f"{path}:{line}: ")
     assert message in str(error.value)
@@ -47,19 +51,19 @@ def test_malformed_trial_lines_name_file_and_line(tmp_path, text, line, message)
 
 def test_missing_and_empty_files(tmp_path):
     with pytest.raises(DataFileError, match="file not found"):
-        read_trial_list(tmp_path / "absent")
+        read_trials(tmp_path / "absent")
     with pytest.raises(DataFileError, match="empty trial list"):
-        read_trial_list(write(tmp_path, "empty", "\n\n"))
+        read_trials(write(tmp_path, "empty", "\n\n"))
 
 
 def test_non_ascii_whitespace_is_counted_like_str_split(tmp_path):
     # U+00A0 separates fields for str.split but is not ASCII whitespace: the field count
     # per line must still agree with str.split (the reader falls back to a slow count).
-    trials = read_trial_list(write(tmp_path, "t", "a\u00a0b target\nc d nontarget\n"))
+    trials = read_trials(write(tmp_path, "t", "a\u00a0b target\nc d nontarget\n"))
     assert trials.enroll == ["a", "c"] and trials.test == ["b", "d"]
     assert trials.labels == ["target", "nontarget"]
     with pytest.raises(DataFileError) as error:
-        read_trial_list(write(tmp_path, "t2", "a b target\nc\u00a0d\u00a0e nontarget\n"))
+        read_trials(write(tmp_path, "t2", "a b target\nc\u00a0d\u00a0e nontarget\n"))
     assert error.value.line_no == 2
 
 

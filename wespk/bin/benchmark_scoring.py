@@ -282,8 +282,9 @@ def benchmark_scale(name: str, work: Path, seed: int, repeats: int = 1) -> Scale
     from wespk.scoring.calibration_trials import read_durations
     from wespk.scoring.cosine import EmbeddingSet, cosine_scores, mean_embedding, prepare_embeddings
     from wespk.scoring.metrics import eer_min_dcf
-    from wespk.scoring.score_files import (index_trial_keys, read_score_file, read_score_norm_file, read_trial_list,
-                                           write_score_file, write_score_norm_file)
+    from wespk.io.trials import read_trials
+    from wespk.scoring.score_files import (index_trial_keys, read_score_file, read_score_norm_file, write_score_file,
+                                           write_score_norm_file)
     from wespk.scoring.score_norm import cohort_score_stats, normalize_scores
 
     spec = SCALES[name]
@@ -330,7 +331,7 @@ def benchmark_scale(name: str, work: Path, seed: int, repeats: int = 1) -> Scale
         str(data["eval.scp"]))])
     cohort = timed(phases, "cosine: read mean set", EmbeddingSet.from_scp, data["cohort.scp"])
     mean_vec = mean_embedding(cohort.matrix)
-    trials = timed(phases, "cosine: read trials", read_trial_list, data["trials"])
+    trials = timed(phases, "cosine: read trials", read_trials, data["trials"])
     enroll, test = timed(phases, "cosine: key lookup", index_trial_keys, trials, embeddings.row_of, "eval")
     prepared = timed(phases, "cosine: mean subtraction", prepare_embeddings, embeddings.matrix, mean_vec)
     scores = timed(phases, "cosine: scores", cosine_scores, prepared, enroll, test)

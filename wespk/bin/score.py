@@ -18,7 +18,8 @@ import time
 
 from wespk.io.files import DataFileError
 from wespk.scoring.cosine import EmbeddingSet, load_mean_vector, mean_from_scp, save_mean_vector, score_trials
-from wespk.scoring.score_files import read_trial_list, write_score_file
+from wespk.io.trials import read_trials
+from wespk.scoring.score_files import write_score_file
 from wespk.utils.logs import setup_logging
 
 logger = logging.getLogger("wespk.bin.score")
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
         if args.save_mean:
             save_mean_vector(args.save_mean, mean_vec)
         for trials_path, output_path in zip(args.trials, args.output):
-            trials = read_trial_list(trials_path)
+            trials = read_trials(trials_path)
             scores, _, _ = score_trials(trials, embeddings, mean_vec, args.length_norm)
             write_score_file(output_path, trials.enroll, trials.test, scores, trials.labels, args.decimals)
             logger.info("scored %d trials of %s -> %s", len(trials), trials_path, output_path)

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from wespk.io.audio import AudioError, load_audio
-from wespk.io.files import DataFileError, atomic_output, read_trials
+from wespk.io.files import DataFileError, atomic_output
+from wespk.io.trials import read_trials
 
 logger = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from wespk.io.files import DataFileError, atomic_output
-from wespk.scoring.score_files import (UNKNOWN_LABEL, ScoreTable, check_label_column, format_fixed,
-                                       parse_float_column, read_text_table, round_like_format, write_score_file)
+from wespk.io.trials import UNKNOWN_LABEL, check_label_column, read_text_table
+from wespk.scoring.score_files import ScoreTable, format_fixed, parse_float_column, round_like_format, write_score_file
 
 logger = logging.getLogger(__name__)
 

@@ -1,16 +1,16 @@
-"""Trial lists and score files: fast column reading, exact error messages, atomic writing.
+"""Score files: fast column reading, exact error messages, atomic writing.
 
-The scoring stages pass plain text tables between them (see DESIGN.md):
+The scoring stages pass plain text tables between them (see DESIGN.md); the
+trial list ``enroll test [target|nontarget]`` is read by
+:func:`wespk.io.trials.read_trials`, the rest here:
 
-* trial list: ``enroll test [target|nontarget]``
 * score file: ``enroll test score [target|nontarget]``
 * score-norm file: ``enroll test normed_score [label] enroll_mag test_mag
   enroll_cohort_mean test_cohort_mean`` (WeSpeaker's ``score_norm.py`` layout
   when the label is present)
 
-VoxCeleb-E/H lists have over half a million lines, so the readers here split
-the whole file at once and check the number of fields of every line with
-numpy instead of looping over lines in Python. Any problem (wrong field count,
+VoxCeleb-E/H lists have over half a million lines, so the files are read with
+the vectorised table reader of :mod:`wespk.io.trials`. Any problem (wrong field count,
 bad label, a score that is not a number) is reported as a
 :class:`~wespk.io.files.DataFileError` naming the file and the line.
 """
@@ -19,105 +19,16 @@ import logging
 import operator
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from wespk.io.files import DataFileError, atomic_output
+from wespk.io.trials import TextTable, TrialList, check_label_column, labels_to_targets, read_text_table
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
-
-#: Labels accepted in trial lists and score files, and whether each means "target".
-LABEL_IS_TARGET: Dict[str, bool] = {"target": True, "nontarget": False}
-#: Placeholder written in the label column of files derived from unlabelled trials.
-UNKNOWN_LABEL = "unknown"
-
-_IS_ASCII_WHITESPACE = np.zeros(256, dtype=bool)
-_IS_ASCII_WHITESPACE[[ord(c) for c in " \t\n\r\x0b\x0c"]] = True
-
-
-@dataclass
-class TextTable:
-    """The whitespace-separated fields of a text file, column by column.
-
-    ``line_numbers[i]`` is the 1-based line of row ``i`` in ``path`` (blank
-    lines are skipped, so rows and lines can differ).
-    """
-
-    path: str
-    columns: List[List[str]]
-    line_numbers: np.ndarray
-
-    @property
-    def num_rows(self) -> int:
-        return len(self.line_numbers)
-
-    @property
-    def num_columns(self) -> int:
-        return len(self.columns)
-
-    def line_of(self, row: int) -> int:
-        """The 1-based file line of ``row``."""
-        return int(self.line_numbers[row])
-
-
-def _fields_per_line(data: bytes, text: str, num_tokens: int) -> np.ndarray:
-    """Number of whitespace-separated fields on each line of ``data``, vectorised."""
-    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-    buf = np.frombuffer(data, dtype=np.uint8)
-    is_space = _IS_ASCII_WHITESPACE[buf]
-    follows_space = np.empty_like(is_space)
-    follows_space[0] = True
-    follows_space[1:] = is_space[:-1]
-    token_starts = np.flatnonzero(follows_space & ~is_space)
-    newlines = np.flatnonzero(buf == ord("\n"))
-    counts = np.bincount(np.searchsorted(newlines, token_starts), minlength=n_lines)
-    if int(counts.sum()) != num_tokens:
-        # Non-ASCII whitespace (str.split also splits on e.g. U+00A0): count slowly.
-        counts = np.array([len(line.split()) for line in text.split("\n")[:n_lines]], dtype=np.int64)
-    return counts
-
-
-def read_text_table(path: PathLike, allowed_widths: Sequence[int], what: str) -> TextTable:
-    """Read a file whose non-blank lines all have the same number of fields.
-
-    ``allowed_widths`` lists the acceptable field counts (for example ``(3, 4)``
-    for a score file with an optional label column); ``what`` names the kind of
-    file in error messages. The first line fixes the width for the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataFileError(path, None, "file not found")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line_no = data[:e.start].count(b"\n") + 1
-        raise DataFileError(path, line_no, f"not valid UTF-8: {e.reason}") from None
-    tokens = text.split()
-    if not tokens:
-        raise DataFileError(path, None, f"empty {what}")
-    counts = _fields_per_line(data, text, len(tokens))
-    rows = np.flatnonzero(counts)
-    widths = counts[rows]
-    width = int(widths[0])
-    wrong = np.flatnonzero(widths != width)
-    if width not in allowed_widths or len(wrong):
-        row = 0 if width not in allowed_widths else int(wrong[0])
-        line_no = int(rows[row]) + 1
-        line = text.split("\n")[line_no - 1].strip()
-        expected = " or ".join(str(w) for w in allowed_widths)
-        if width in allowed_widths:
-            problem = (f"{what} line has {int(widths[row])} fields but line {int(rows[0]) + 1} has "
-                       f"{width}; every line needs the same layout: {line!r}")
-        else:
-            problem = f"expected {expected} fields in a {what}, got {int(widths[row])}: {line!r}"
-        raise DataFileError(path, line_no, problem)
-    columns = [tokens[i::width] for i in range(width)]
-    return TextTable(path=str(path), columns=columns, line_numbers=rows + 1)
 
 
 def parse_float_column(table: TextTable, column: int, name: str) -> np.ndarray:
@@ -139,52 +50,6 @@ def parse_float_column(table: TextTable, column: int, name: str) -> np.ndarray:
         raise DataFileError(table.path, table.line_of(row),
                             f"{name} (field {column + 1}) is not finite: {values[row]!r}")
     return result
-
-
-def check_label_column(table: TextTable, column: int, allow_unknown: bool = False) -> List[str]:
-    """Return column ``column`` after checking that every value is a known label."""
-    labels = table.columns[column]
-    allowed = set(LABEL_IS_TARGET) | ({UNKNOWN_LABEL} if allow_unknown else set())
-    if not set(labels) <= allowed:
-        for row, label in enumerate(labels):
-            if label not in allowed:
-                names = "', '".join(sorted(allowed))
-                raise DataFileError(table.path, table.line_of(row),
-                                    f"label (field {column + 1}) must be '{names}', got {label!r}")
-    return labels
-
-
-def labels_to_targets(labels: Sequence[str]) -> np.ndarray:
-    """Boolean array, True where the label is ``target``."""
-    return np.fromiter(map("target".__eq__, labels), dtype=bool, count=len(labels))
-
-
-@dataclass
-class TrialList:
-    """A trial list in file order; ``labels`` is None when it has no label column."""
-
-    path: str
-    enroll: List[str]
-    test: List[str]
-    labels: Optional[List[str]]
-    line_numbers: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.enroll)
-
-    @property
-    def is_target(self) -> np.ndarray:
-        if self.labels is None:
-            raise ValueError(f"{self.path}: trial list has no labels")
-        return labels_to_targets(self.labels)
-
-
-def read_trial_list(path: PathLike) -> TrialList:
-    """Read ``enroll test [target|nontarget]`` lines (all lines with or all without label)."""
-    table = read_text_table(path, (2, 3), "trial list")
-    labels = check_label_column(table, 2) if table.num_columns == 3 else None
-    return TrialList(path=table.path, enroll=table.columns[0], test=table.columns[1],
-                     labels=labels, line_numbers=table.line_numbers)
 
 
 @dataclass

@@ -1,0 +1,165 @@
+"""Trial lists: ``enroll test [target|nontarget]`` per line, the one reader every stage uses.
+
+Also the fast reader of whitespace-separated text tables behind it (shared
+with the score files of :mod:`wespk.scoring.score_files`): VoxCeleb-E/H lists
+have over half a million lines, so the whole file is split at once and the
+number of fields of every line is checked with numpy instead of a Python loop
+over lines. Any problem (wrong field count, bad label) is reported as a
+:class:`~wespk.io.files.DataFileError` naming the file and the line.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from wespk.io.files import DataFileError
+
+PathLike = Union[str, os.PathLike]
+
+#: Labels accepted in trial lists and score files, and whether each means "target".
+LABEL_IS_TARGET: Dict[str, bool] = {"target": True, "nontarget": False}
+#: Placeholder written in the label column of files derived from unlabelled trials.
+UNKNOWN_LABEL = "unknown"
+
+_IS_ASCII_WHITESPACE = np.zeros(256, dtype=bool)
+_IS_ASCII_WHITESPACE[[ord(c) for c in " \t\n\r\x0b\x0c"]] = True
+
+
+@dataclass
+class TextTable:
+    """The whitespace-separated fields of a text file, column by column.
+
+    ``line_numbers[i]`` is the 1-based line of row ``i`` in ``path`` (blank
+    lines are skipped, so rows and lines can differ).
+    """
+
+    path: str
+    columns: List[List[str]]
+    line_numbers: np.ndarray
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.line_numbers)
+
+    @property
+    def num_columns(self) -> int:
+        return len(self.columns)
+
+    def line_of(self, row: int) -> int:
+        """The 1-based file line of ``row``."""
+        return int(self.line_numbers[row])
+
+
+def _fields_per_line(data: bytes, text: str, num_tokens: int) -> np.ndarray:
+    """Number of whitespace-separated fields on each line of ``data``, vectorised."""
+    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    is_space = _IS_ASCII_WHITESPACE[buf]
+    follows_space = np.empty_like(is_space)
+    follows_space[0] = True
+    follows_space[1:] = is_space[:-1]
+    token_starts = np.flatnonzero(follows_space & ~is_space)
+    newlines = np.flatnonzero(buf == ord("\n"))
+    counts = np.bincount(np.searchsorted(newlines, token_starts), minlength=n_lines)
+    if int(counts.sum()) != num_tokens:
+        # Non-ASCII whitespace (str.split also splits on e.g. U+00A0): count slowly.
+        counts = np.array([len(line.split()) for line in text.split("\n")[:n_lines]], dtype=np.int64)
+    return counts
+
+
+def read_text_table(path: PathLike, allowed_widths: Sequence[int], what: str) -> TextTable:
+    """Read a file whose non-blank lines all have the same number of fields.
+
+    ``allowed_widths`` lists the acceptable field counts (for example ``(3, 4)``
+    for a score file with an optional label column); ``what`` names the kind of
+    file in error messages. The first line fixes the width for the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(path, None, "file not found")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line_no = data[:e.start].count(b"\n") + 1
+        raise DataFileError(path, line_no, f"not valid UTF-8: {e.reason}") from None
+    tokens = text.split()
+    if not tokens:
+        raise DataFileError(path, None, f"empty {what}")
+    counts = _fields_per_line(data, text, len(tokens))
+    rows = np.flatnonzero(counts)
+    widths = counts[rows]
+    width = int(widths[0])
+    wrong = np.flatnonzero(widths != width)
+    if width not in allowed_widths or len(wrong):
+        row = 0 if width not in allowed_widths else int(wrong[0])
+        line_no = int(rows[row]) + 1
+        line = text.split("\n")[line_no - 1].strip()
+        expected = " or ".join(str(w) for w in allowed_widths)
+        if width in allowed_widths:
+            problem = (f"{what} line has {int(widths[row])} fields but line {int(rows[0]) + 1} has "
+                       f"{width}; every line needs the same layout: {line!r}")
+        else:
+            problem = f"expected {expected} fields in a {what}, got {int(widths[row])}: {line!r}"
+        raise DataFileError(path, line_no, problem)
+    columns = [tokens[i::width] for i in range(width)]
+    return TextTable(path=str(path), columns=columns, line_numbers=rows + 1)
+
+
+def check_label_column(table: TextTable, column: int, allow_unknown: bool = False) -> List[str]:
+    """Return column ``column`` after checking that every value is a known label."""
+    labels = table.columns[column]
+    allowed = set(LABEL_IS_TARGET) | ({UNKNOWN_LABEL} if allow_unknown else set())
+    if not set(labels) <= allowed:
+        for row, label in enumerate(labels):
+            if label not in allowed:
+                names = "' or '".join(sorted(allowed, key=lambda name: name != "target"))
+                raise DataFileError(table.path, table.line_of(row),
+                                    f"label must be '{names}' (field {column + 1}), got {label!r}")
+    return labels
+
+
+def labels_to_targets(labels: Sequence[str]) -> np.ndarray:
+    """Boolean array, True where the label is ``target``."""
+    return np.fromiter(map("target".__eq__, labels), dtype=bool, count=len(labels))
+
+
+@dataclass
+class TrialList:
+    """A trial list in file order; ``labels`` is None when it has no label column."""
+
+    path: str
+    enroll: List[str]
+    test: List[str]
+    labels: Optional[List[str]]
+    line_numbers: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.enroll)
+
+    def __iter__(self) -> Iterator[Tuple[str, str, Optional[str]]]:
+        """``(enroll, test, label)`` per trial (label None without a label column)."""
+        labels = self.labels if self.labels is not None else [None] * len(self.enroll)
+        return iter(zip(self.enroll, self.test, labels))
+
+    @property
+    def is_target(self) -> np.ndarray:
+        if self.labels is None:
+            raise ValueError(f"{self.path}: trial list has no labels")
+        return labels_to_targets(self.labels)
+
+
+def read_trials(path: PathLike) -> TrialList:
+    """Read a trial list, ``enroll test [target|nontarget]`` per line, in file order.
+
+    Every line has a label or none has; a wrong field count, a bad label, a
+    missing or empty file is a :class:`~wespk.io.files.DataFileError` naming the
+    file and the line.
+    """
+    table = read_text_table(path, (2, 3), "trial list")
+    labels = check_label_column(table, 2) if table.num_columns == 3 else None
+    return TrialList(path=table.path, enroll=table.columns[0], test=table.columns[1],
+                     labels=labels, line_numbers=table.line_numbers)
