@@ -1,11 +1,14 @@
 """Benchmark the scoring back end at VoxCeleb scale on synthetic embeddings.
 
-python -m wespk.bin.benchmark_scoring [--work_dir DIR] [--scales small,large] [--output_md PATH] [--output_json PATH]
+python -m benchmarks.scoring [--work_dir DIR] [--scales small,large,xlarge] [--output_md PATH] [--output_json PATH]
 
-Two scales, 256-dim embeddings, a cohort of 5,994 speaker means, AS-norm top 300:
+(or ``python benchmarks/scoring.py ...`` from the repo root). Three scales,
+256-dim embeddings, a cohort of 5,994 speaker means, AS-norm top 300:
 
 * ``small``: 4,874 utterances, 37,611 trials (the size of VoxCeleb1-O)
 * ``large``: 145,160 utterances, 579,818 trials (the size of VoxCeleb1-E)
+* ``xlarge``: 1,000,000 utterances, 5,000,000 trials (VoxCeleb2-dev size;
+  not run by default: about 6 GB of disk and several minutes)
 
 For each scale the real entry points run as subprocesses on files, exactly as
 a recipe runs them (``score``, ``score_norm``, ``calibrate run``,
@@ -43,17 +46,23 @@ from typing import Callable, Dict, List
 
 import numpy as np
 
-from wespk.io.embeddings import read_embeddings, write_embeddings
-from wespk.io.files import atomic_output
-from wespk.utils.logs import setup_logging
+if __package__ in (None, ""):  # run as ``python benchmarks/scoring.py``: the repo root first on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-logger = logging.getLogger("wespk.bin.benchmark_scoring")
+from benchmarks.timing import cpu_name, load_averages  # noqa: E402
+from wespk.io.embeddings import read_embeddings, write_embeddings  # noqa: E402
+from wespk.io.files import atomic_output  # noqa: E402
+from wespk.utils.logs import setup_logging  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
+logger = logging.getLogger("benchmarks.scoring")
+
+REPO = Path(__file__).resolve().parents[1]
 SCALES = {
     "small": {"utterances": 4874, "trials": 37611, "speakers": 40},
     "large": {"utterances": 145160, "trials": 579818, "speakers": 1251},
+    "xlarge": {"utterances": 1000000, "trials": 5000000, "speakers": 5994},
 }
+DEFAULT_SCALES = "small,large"
 COHORT_SPEAKERS = 5994
 TOP_N = 300
 DIM = 256
@@ -418,12 +427,13 @@ def markdown(results: List[ScaleResult], environment: Dict[str, object], command
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wespk.bin.benchmark_scoring", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scoring", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n", 2)[2])
     parser.add_argument("--work_dir", help="where to write the synthetic data (default: a temporary directory, "
                                            "removed at the end)")
-    parser.add_argument("--scales", default="small,large", help="comma-separated: small, large")
+    parser.add_argument("--scales", default=DEFAULT_SCALES,
+                        help=f"comma-separated: small, large, xlarge (default {DEFAULT_SCALES})")
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of each entry point; the median wall time is reported (default 3)")
@@ -438,9 +448,8 @@ def main(argv=None) -> int:
     import torch
 
     environment = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads "
-                   f"{torch.get_num_threads()}",
-        "load average at start (1/5/15 min)": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "machine": f"{cpu_name()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}",
+        "load average at start (1/5/15 min)": load_averages(),
         "versions": f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}",
     }
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="wespk_benchmark_"))
@@ -451,8 +460,8 @@ def main(argv=None) -> int:
     finally:
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
-    environment["load average at end (1/5/15 min)"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    command = "python -m wespk.bin.benchmark_scoring " + " ".join(sys.argv[1:] if argv is None else argv)
+    environment["load average at end (1/5/15 min)"] = load_averages()
+    command = "python -m benchmarks.scoring " + " ".join(sys.argv[1:] if argv is None else argv)
     text = markdown(results, environment, command.strip())
     print(text)
     if args.output_md:
