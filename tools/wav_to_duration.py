@@ -14,45 +14,33 @@ UTT2DUR is not written. UTT2DUR is written atomically.
 """
 
 import argparse
-import io
 import multiprocessing
 import os
-import subprocess
 import sys
 
-import soundfile
+try:
+    import wespk  # noqa: F401
+except ImportError:  # run from a checkout: the repository is the parent of tools/
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_raw_list import DataError, parse_seconds, read_kaldi_table, write_text_atomically  # noqa: E402
+from wespk.data.data_dir import segment_problem  # noqa: E402
+from wespk.io.audio import AudioError, audio_duration, ref_from_wav_scp_value  # noqa: E402
+from wespk.io.files import DataFileError, atomic_output, read_kaldi_table  # noqa: E402
 
 # A segment end may pass the end of its recording by this much before it is
 # reported as clipped (rounding of times written with few decimals).
 CLIP_TOLERANCE_SECONDS = 0.01
 
 
-def audio_duration(value):
-    """Duration in seconds of a wav.scp value (path or command ending in "|")."""
-    if value.endswith("|"):
-        command = value[:-1].strip()
-        result = subprocess.run(command, shell=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, check=False)
-        if result.returncode != 0:
-            message = result.stderr.decode("utf-8", "replace").strip()
-            raise DataError(f"command '{command}' failed with status {result.returncode}: {message}")
-        samples, sample_rate = soundfile.read(io.BytesIO(result.stdout), dtype="int16", always_2d=True)
-        return len(samples) / sample_rate
-    info = soundfile.info(value)
-    if info.frames <= 0 or info.samplerate <= 0:
-        raise DataError(f"no audio frames in '{value}'")
-    return info.frames / info.samplerate
-
-
 def measure(task):
     """task = (key, value, where); returns (key, seconds, error_message)."""
     key, value, where = task
     try:
-        return key, audio_duration(value), None
-    except (DataError, OSError, RuntimeError, ValueError) as error:
+        seconds = audio_duration(ref_from_wav_scp_value(value))
+        if seconds <= 0:
+            raise AudioError("no audio frames")
+        return key, seconds, None
+    except (AudioError, OSError, ValueError) as error:
         return key, None, f"{where}: cannot read the audio of '{key}' ('{value}'): {error}"
 
 
@@ -76,20 +64,19 @@ def main(argv=None):
         parser.error("--nj must be >= 1")
 
     try:
-        recordings = read_kaldi_table(args.wav_scp, min_fields=2)
-        segments = read_kaldi_table(args.segments, 4, 4) if args.segments else None
+        recordings = read_kaldi_table(args.wav_scp, 2, None, "recording path | recording command |")
+        segments = read_kaldi_table(args.segments, 4, 4, "utterance recording start end") if args.segments else None
         if segments is not None:
             used = set()
             for key, ((_, recording, start, end), line, _) in segments.items():
-                where = f"{args.segments}:{line}"
                 if recording not in recordings:
-                    raise DataError(f"{where}: recording '{recording}' is not in {args.wav_scp}")
-                if parse_seconds(end, args.segments, line, "end") <= parse_seconds(
-                        start, args.segments, line, "start"):
-                    raise DataError(f"{where}: end {end} <= start {start}")
+                    raise DataFileError(args.segments, line, f"recording '{recording}' is not in {args.wav_scp}")
+                problem = segment_problem(start, end)
+                if problem:
+                    raise DataFileError(args.segments, line, problem)
                 used.add(recording)
             recordings = {key: entry for key, entry in recordings.items() if key in used}
-    except DataError as error:
+    except DataFileError as error:
         print(f"wav_to_duration.py: error: {error}", file=sys.stderr)
         return 1
 
@@ -129,7 +116,8 @@ def main(argv=None):
         return 1
 
     keys = sorted(durations, key=lambda k: k.encode("utf-8"))
-    write_text_atomically(args.utt2dur, (f"{key} {format_seconds(durations[key])}" for key in keys))
+    with atomic_output(args.utt2dur) as stream:
+        stream.writelines(f"{key} {format_seconds(durations[key])}\n" for key in keys)
     print(f"wav_to_duration.py: wrote {len(keys)} durations to {args.utt2dur}", file=sys.stderr)
     return 0
 

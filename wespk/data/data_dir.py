@@ -20,12 +20,11 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from wespk.data.records import Utterance
 from wespk.io.audio import AudioRef
-from wespk.io.files import DataFileError
+from wespk.io.files import DataFileError, KaldiFileProblem, KaldiLine, scan_kaldi_file
 
 logger = logging.getLogger(__name__)
 
@@ -62,109 +61,34 @@ def resolve_audio_path(value: str, base_dir: Optional[str]) -> str:
     return candidate if os.path.exists(candidate) else value
 
 
-@dataclass(frozen=True)
-class _Line:
-    line_no: int
-    fields: List[str]
-    value: str  # the text after the key
-
-
-@dataclass(frozen=True)
-class _Problem:
-    path: str
-    line_no: Optional[int]
-    message: str
-    fatal: bool  # a reader cannot go on (bad format); others only break the contract
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line_no}: {self.message}" if self.line_no is not None \
-            else f"{self.path}: {self.message}"
-
-    def error(self) -> DataFileError:
-        return DataFileError(self.path, self.line_no, self.message)
-
-
-def _scan(path: str, min_fields: int, max_fields: Optional[int], fmt: str,
-          ordered: bool = True) -> Tuple[Dict[str, _Line], List[_Line], List[_Problem]]:
-    """Lines of a Kaldi file as the validator reads them: ``(by_key, in_order, problems)``."""
-    by_key: Dict[str, _Line] = {}
-    lines: List[_Line] = []
-    problems: List[_Problem] = []
-    try:
-        stream = open(path, encoding="utf-8", newline="\n")
-    except OSError as e:
-        problems.append(_Problem(path, None, f"cannot read: {e.strerror}", True))
-        return by_key, lines, problems
-    previous: Optional[Tuple[str, int]] = None
-    disorder_reported = False
-    with stream:
-        try:
-            for line_no, text in enumerate(stream, 1):
-                text = text.rstrip("\n")
-                if "\r" in text:
-                    problems.append(_Problem(path, line_no, "carriage return in line (DOS line ending?)", False))
-                    text = text.replace("\r", "")
-                if not text.strip():
-                    problems.append(_Problem(path, line_no, "empty line", False))
-                    continue
-                if text[0].isspace():
-                    problems.append(_Problem(path, line_no, "line starts with whitespace", True))
-                    continue
-                fields = text.split()
-                if len(fields) < min_fields or (max_fields is not None and len(fields) > max_fields):
-                    problems.append(_Problem(path, line_no, f"malformed line, expected '{fmt}': '{text}'", True))
-                    continue
-                key = fields[0]
-                line = _Line(line_no, fields, text.strip()[len(key):].strip())
-                if ordered:
-                    if key in by_key:
-                        problems.append(_Problem(path, line_no, f"duplicate key '{key}' (first on line "
-                                                                f"{by_key[key].line_no})", True))
-                        continue
-                    if previous is not None and key.encode("utf-8") < previous[0].encode("utf-8") \
-                            and not disorder_reported:
-                        problems.append(_Problem(path, line_no, f"not sorted: '{key}' comes after "
-                                                                f"'{previous[0]}' (line {previous[1]}); sort "
-                                                                "with LC_ALL=C sort", False))
-                        disorder_reported = True
-                    previous = (key, line_no)
-                    by_key[key] = line
-                lines.append(line)
-        except UnicodeDecodeError as e:
-            problems.append(_Problem(path, None, f"not UTF-8 text ({e})", True))
-    if not lines and not problems:
-        problems.append(_Problem(path, None, "file is empty", False))
-    return by_key, lines, problems
-
-
-def _raise_first_fatal(problems: Sequence[_Problem]) -> None:
+def _raise_first_fatal(problems: Sequence[KaldiFileProblem]) -> None:
     for problem in problems:
         if problem.fatal:
             raise problem.error()
 
 
-def _wav_scp_problems(path: str, lines: Sequence[_Line]) -> List[_Problem]:
-    return [_Problem(path, line.line_no, "malformed line, expected 'recording path' or 'recording "
+def _wav_scp_problems(path: str, lines: Sequence[KaldiLine]) -> List[KaldiFileProblem]:
+    return [KaldiFileProblem(path, line.line_no, "malformed line, expected 'recording path' or 'recording "
                                          f"command |': '{line.fields[0]} {line.value}'", True)
             for line in lines if not line.value.endswith("|") and len(line.fields) != 2]
 
 
-def _segment_problems(path: str, lines: Sequence[_Line], recordings: Dict[str, _Line],
-                      wav_scp: str) -> List[_Problem]:
+def _segment_problems(path: str, lines: Sequence[KaldiLine], recordings: Dict[str, KaldiLine],
+                      wav_scp: str) -> List[KaldiFileProblem]:
     problems = []
     name = os.path.basename(wav_scp)
     for line in lines:
         utt, recording, start, end = line.fields
         if recording not in recordings:
-            problems.append(_Problem(path, line.line_no, f"recording '{recording}' of '{utt}' is not in {name}", True))
+            problems.append(KaldiFileProblem(path, line.line_no, f"recording '{recording}' of '{utt}' is not in {name}", True))
         problem = segment_problem(start, end)
         if problem:
-            problems.append(_Problem(path, line.line_no, problem, True))
+            problems.append(KaldiFileProblem(path, line.line_no, problem, True))
     return problems
 
 
-def _duration_problems(path: str, lines: Sequence[_Line]) -> List[_Problem]:
-    return [_Problem(path, line.line_no, f"duration must be a positive number: '{line.fields[1]}'", True)
+def _duration_problems(path: str, lines: Sequence[KaldiLine]) -> List[KaldiFileProblem]:
+    return [KaldiFileProblem(path, line.line_no, f"duration must be a positive number: '{line.fields[1]}'", True)
             for line in lines if not is_number(line.fields[1]) or float(line.fields[1]) <= 0]
 
 
@@ -180,22 +104,22 @@ def read_kaldi_utterances(wav_scp: str, utt2spk: Optional[str] = None, segments:
     for the first problem that makes the files unreadable (malformed lines,
     duplicate keys, bad segments or durations, unknown recordings).
     """
-    recordings, wav_lines, problems = _scan(wav_scp, 2, None, WAV_SCP_FORMAT)
+    recordings, wav_lines, problems = scan_kaldi_file(wav_scp, 2, None, WAV_SCP_FORMAT)
     problems += _wav_scp_problems(wav_scp, wav_lines)
     _raise_first_fatal(problems)
-    speakers: Dict[str, _Line] = {}
+    speakers: Dict[str, KaldiLine] = {}
     if utt2spk is not None and (need_spk or os.path.isfile(utt2spk)):
-        speakers, _, problems = _scan(utt2spk, 2, 2, "utterance speaker")
+        speakers, _, problems = scan_kaldi_file(utt2spk, 2, 2, "utterance speaker")
         _raise_first_fatal(problems)
-    durations: Dict[str, _Line] = {}
+    durations: Dict[str, KaldiLine] = {}
     if utt2dur is not None:
-        durations, dur_lines, problems = _scan(utt2dur, 2, 2, "utterance duration")
+        durations, dur_lines, problems = scan_kaldi_file(utt2dur, 2, 2, "utterance duration")
         _raise_first_fatal(problems + _duration_problems(utt2dur, dur_lines))
 
     audio_file = segments if segments is not None else wav_scp
     utterances: List[Utterance] = []
     if segments is not None:
-        _, seg_lines, problems = _scan(segments, 4, 4, "utterance recording start end")
+        _, seg_lines, problems = scan_kaldi_file(segments, 4, 4, "utterance recording start end")
         _raise_first_fatal(problems + _segment_problems(segments, seg_lines, recordings, wav_scp))
         items = [(line, recordings[line.fields[1]].value, float(line.fields[2]), float(line.fields[3]))
                  for line in seg_lines]
@@ -346,16 +270,16 @@ def validate_data_dir(path: str, check_wav: bool = True) -> List[str]:
     def at(name: str) -> str:
         return os.path.join(data_dir, name)
 
-    missing = [_Problem(at(name), None, "missing (required file)", True)
+    missing = [KaldiFileProblem(at(name), None, "missing (required file)", True)
                for name in ("wav.scp", "utt2spk", "spk2utt") if not os.path.isfile(at(name))]
     if missing:
         return [str(p) for p in missing]
-    problems: List[_Problem] = []
-    wav_by_key, wav_lines, found = _scan(at("wav.scp"), 2, None, WAV_SCP_FORMAT)
+    problems: List[KaldiFileProblem] = []
+    wav_by_key, wav_lines, found = scan_kaldi_file(at("wav.scp"), 2, None, WAV_SCP_FORMAT)
     problems += found
-    utt2spk, utt2spk_lines, found = _scan(at("utt2spk"), 2, 2, "utterance speaker")
+    utt2spk, utt2spk_lines, found = scan_kaldi_file(at("utt2spk"), 2, 2, "utterance speaker")
     problems += found
-    _, spk2utt_lines, found = _scan(at("spk2utt"), 2, None, "speaker utterance1 utterance2 ...")
+    _, spk2utt_lines, found = scan_kaldi_file(at("spk2utt"), 2, None, "speaker utterance1 utterance2 ...")
     problems += found
     speaker_of = {key: line.fields[1] for key, line in utt2spk.items()}
 
@@ -369,31 +293,31 @@ def validate_data_dir(path: str, check_wav: bool = True) -> List[str]:
         if check_wav and not os.path.isfile(value):
             archive = re.match(r"^(.+):\d+$", value)
             if not (archive and os.path.isfile(archive.group(1))):
-                problems.append(_Problem(at("wav.scp"), line.line_no, f"audio file '{value}' does not exist", True))
+                problems.append(KaldiFileProblem(at("wav.scp"), line.line_no, f"audio file '{value}' does not exist", True))
 
     if os.path.isfile(at("segments")):
         audio_file = "segments"
-        _, audio_lines, found = _scan(at("segments"), 4, 4, "utterance recording start end")
+        _, audio_lines, found = scan_kaldi_file(at("segments"), 4, 4, "utterance recording start end")
         problems += found
         for line in audio_lines:
             utt, recording, start, end = line.fields
             if recording not in wav_by_key:
-                problems.append(_Problem(at("segments"), line.line_no,
+                problems.append(KaldiFileProblem(at("segments"), line.line_no,
                                          f"recording '{recording}' of '{utt}' is not in wav.scp", True))
             problem = segment_problem(start, end)
             if problem:
-                problems.append(_Problem(at("segments"), line.line_no, problem, True))
+                problems.append(KaldiFileProblem(at("segments"), line.line_no, problem, True))
     else:
         audio_file, audio_lines = "wav.scp", wav_lines
 
     has_audio = {line.fields[0] for line in audio_lines}
     for line in utt2spk_lines:
         if line.fields[0] not in has_audio:
-            problems.append(_Problem(at("utt2spk"), line.line_no,
+            problems.append(KaldiFileProblem(at("utt2spk"), line.line_no,
                                      f"utterance '{line.fields[0]}' is not in {audio_file}", True))
     for line in audio_lines:
         if line.fields[0] not in speaker_of:
-            problems.append(_Problem(at(audio_file), line.line_no,
+            problems.append(KaldiFileProblem(at(audio_file), line.line_no,
                                      f"utterance '{line.fields[0]}' is not in utt2spk", True))
 
     spk2utt_line_of: Dict[str, int] = {}
@@ -401,48 +325,48 @@ def validate_data_dir(path: str, check_wav: bool = True) -> List[str]:
         speaker, utts = line.fields[0], line.fields[1:]
         for utt in utts:
             if utt in spk2utt_line_of:
-                problems.append(_Problem(at("spk2utt"), line.line_no, f"utterance '{utt}' is listed twice "
+                problems.append(KaldiFileProblem(at("spk2utt"), line.line_no, f"utterance '{utt}' is listed twice "
                                                                       f"(also on line {spk2utt_line_of[utt]})", True))
                 continue
             spk2utt_line_of[utt] = line.line_no
             if utt not in speaker_of:
-                problems.append(_Problem(at("spk2utt"), line.line_no,
+                problems.append(KaldiFileProblem(at("spk2utt"), line.line_no,
                                          f"utterance '{utt}' of speaker '{speaker}' is not in utt2spk", True))
             elif speaker_of[utt] != speaker:
-                problems.append(_Problem(at("spk2utt"), line.line_no,
+                problems.append(KaldiFileProblem(at("spk2utt"), line.line_no,
                                          f"utterance '{utt}' is under speaker '{speaker}' but utt2spk "
                                          f"(line {utt2spk[utt].line_no}) says '{speaker_of[utt]}'", True))
     for line in utt2spk_lines:
         if line.fields[0] not in spk2utt_line_of:
-            problems.append(_Problem(at("utt2spk"), line.line_no, f"utterance '{line.fields[0]}' of speaker "
+            problems.append(KaldiFileProblem(at("utt2spk"), line.line_no, f"utterance '{line.fields[0]}' of speaker "
                                                                   f"'{line.fields[1]}' is missing from spk2utt", True))
 
     if os.path.isfile(at("utt2dur")):
-        _, dur_lines, found = _scan(at("utt2dur"), 2, 2, "utterance duration")
+        _, dur_lines, found = scan_kaldi_file(at("utt2dur"), 2, 2, "utterance duration")
         problems += found
         for line in dur_lines:
             problems += _duration_problems(at("utt2dur"), [line])
             if line.fields[0] not in speaker_of:
-                problems.append(_Problem(at("utt2dur"), line.line_no,
+                problems.append(KaldiFileProblem(at("utt2dur"), line.line_no,
                                          f"utterance '{line.fields[0]}' is not in utt2spk", True))
 
     if os.path.isfile(at("feats.scp")):
-        _, feat_lines, found = _scan(at("feats.scp"), 2, 2, "utterance rxfilename")
+        _, feat_lines, found = scan_kaldi_file(at("feats.scp"), 2, 2, "utterance rxfilename")
         problems += found
         for line in feat_lines:
             if line.fields[0] not in speaker_of:
-                problems.append(_Problem(at("feats.scp"), line.line_no,
+                problems.append(KaldiFileProblem(at("feats.scp"), line.line_no,
                                          f"utterance '{line.fields[0]}' is not in utt2spk", True))
 
     if os.path.isfile(at("trials")):
-        _, trial_lines, found = _scan(at("trials"), 3, 3, "enroll test target|nontarget", ordered=False)
+        _, trial_lines, found = scan_kaldi_file(at("trials"), 3, 3, "enroll test target|nontarget", ordered=False)
         problems += found
         for line in trial_lines:
             enroll, test, label = line.fields
             if label not in ("target", "nontarget"):
-                problems.append(_Problem(at("trials"), line.line_no,
+                problems.append(KaldiFileProblem(at("trials"), line.line_no,
                                          f"label must be 'target' or 'nontarget', got '{label}'", True))
             for utt in (enroll, test):
                 if utt not in speaker_of:
-                    problems.append(_Problem(at("trials"), line.line_no, f"utterance '{utt}' is not in utt2spk", True))
+                    problems.append(KaldiFileProblem(at("trials"), line.line_no, f"utterance '{utt}' is not in utt2spk", True))
     return [str(p) for p in problems]

@@ -230,6 +230,9 @@ def write_shards(utterances: Sequence[Utterance], shard_dir: str, num_utts_per_s
     """
     if num_utts_per_shard < 1:
         raise ValueError("num_utts_per_shard must be >= 1")
+    for utt in utterances:
+        if "/" in utt.key:
+            raise ShardWriteError(f"utterance key '{utt.key}' contains '/', which cannot name a tar member")
     os.makedirs(shard_dir, exist_ok=True)
     tasks = [(os.path.join(shard_dir, f"{prefix}_{index:06d}.tar"),
               utterances[begin:begin + num_utts_per_shard])

@@ -233,6 +233,8 @@ class _OpenedAudio:
                 self._raw = open(ref.path, "rb", buffering=0)
                 self._snd = soundfile.SoundFile(FileSlice(self._raw, ref.member_offset, ref.member_size))
             else:
+                if not os.path.isfile(ref.path):
+                    raise FileNotFoundError(ref.path)
                 self._snd = soundfile.SoundFile(ref.path)
         except AudioError:
             self._close()
@@ -418,7 +420,7 @@ def _decode(handle, name: str, start: Optional[float], end: Optional[float],
 
 
 def _decode_pipe(ref: AudioRef, mono: bool = True, dtype: str = "float32") -> Tuple[np.ndarray, int]:
-    command = ref.path.rstrip()[:-1]
+    command = ref.path.rstrip()[:-1].strip()
     return _decode(io.BytesIO(_run_pipe(command)), ref.describe(), ref.start, ref.end, mono, dtype)
 
 

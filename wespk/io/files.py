@@ -5,8 +5,9 @@ import logging
 import os
 import tempfile
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,104 @@ def atomic_output(path: PathLike, mode: str = "w", **open_kwargs):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+class KaldiLine(NamedTuple):
+    """One line of a Kaldi text file: its fields (key first), line number and the text after the key."""
+
+    fields: List[str]
+    line_no: int
+    value: str
+
+
+@dataclass(frozen=True)
+class KaldiFileProblem:
+    """A problem of a Kaldi text file; ``fatal`` when a reader cannot go on (bad format),
+    else the file only breaks the data-dir contract (order, empty lines, line endings)."""
+
+    path: str
+    line_no: Optional[int]
+    message: str
+    fatal: bool
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line_no}: {self.message}" if self.line_no is not None \
+            else f"{self.path}: {self.message}"
+
+    def error(self) -> DataFileError:
+        return DataFileError(self.path, self.line_no, self.message)
+
+
+def scan_kaldi_file(path: PathLike, min_fields: int = 2, max_fields: Optional[int] = None,
+                    fmt: str = "key value", ordered: bool = True
+                    ) -> Tuple["OrderedDict[str, KaldiLine]", List[KaldiLine], List[KaldiFileProblem]]:
+    """Every line of a Kaldi text file and every problem, as ``tools/validate_data_dir.sh``
+    sees them: ``(by_key, in_order, problems)``. ``fmt`` names the expected line format in
+    messages; ``ordered`` files (all but trials) must have unique keys in C-locale order."""
+    path = os.fspath(path)
+    by_key: "OrderedDict[str, KaldiLine]" = OrderedDict()
+    lines: List[KaldiLine] = []
+    problems: List[KaldiFileProblem] = []
+    try:
+        stream = open(path, encoding="utf-8", newline="\n")
+    except OSError as e:
+        problems.append(KaldiFileProblem(path, None, f"cannot read: {e.strerror}", True))
+        return by_key, lines, problems
+    previous: Optional[Tuple[str, int]] = None
+    disorder_reported = False
+    with stream:
+        try:
+            for line_no, text in enumerate(stream, 1):
+                text = text.rstrip("\n")
+                if "\r" in text:
+                    problems.append(KaldiFileProblem(path, line_no, "carriage return in line (DOS line ending?)", False))
+                    text = text.replace("\r", "")
+                if not text.strip():
+                    problems.append(KaldiFileProblem(path, line_no, "empty line", False))
+                    continue
+                if text[0].isspace():
+                    problems.append(KaldiFileProblem(path, line_no, "line starts with whitespace", True))
+                    continue
+                fields = text.split()
+                if len(fields) < min_fields or (max_fields is not None and len(fields) > max_fields):
+                    problems.append(KaldiFileProblem(path, line_no, f"malformed line, expected '{fmt}': '{text}'", True))
+                    continue
+                key = fields[0]
+                line = KaldiLine(fields, line_no, text.strip()[len(key):].strip())
+                if ordered:
+                    if key in by_key:
+                        problems.append(KaldiFileProblem(path, line_no, f"duplicate key '{key}' (first on line "
+                                                                f"{by_key[key].line_no})", True))
+                        continue
+                    if previous is not None and key.encode("utf-8") < previous[0].encode("utf-8") \
+                            and not disorder_reported:
+                        problems.append(KaldiFileProblem(path, line_no, f"not sorted: '{key}' comes after "
+                                                                f"'{previous[0]}' (line {previous[1]}); sort "
+                                                                "with LC_ALL=C sort", False))
+                        disorder_reported = True
+                    previous = (key, line_no)
+                    by_key[key] = line
+                lines.append(line)
+        except UnicodeDecodeError as e:
+            problems.append(KaldiFileProblem(path, None, f"not UTF-8 text ({e})", True))
+    if not lines and not problems:
+        problems.append(KaldiFileProblem(path, None, "file is empty", False))
+    return by_key, lines, problems
+
+
+def read_kaldi_table(path: PathLike, min_fields: int = 2, max_fields: Optional[int] = None,
+                     fmt: str = "key value") -> "OrderedDict[str, KaldiLine]":
+    """``key -> KaldiLine`` of a Kaldi text file with unique keys (any order; empty lines skipped).
+
+    Raises :class:`DataFileError` naming the file and line for a missing or
+    unreadable file, a line with the wrong number of fields, a line starting
+    with whitespace, or a duplicate key.
+    """
+    table, _, problems = scan_kaldi_file(path, min_fields, max_fields, fmt)
+    for problem in problems:
+        if problem.fatal:
+            raise problem.error()
+    return table
 
 
 def iter_kaldi_lines(path: PathLike, min_fields: int = 2,
