@@ -4,7 +4,7 @@ import kaldiio
 import numpy as np
 import pytest
 
-from wespk.io.audio import AudioError, load_audio
+from wespk.io.audio import AudioError, audio_duration, load_audio, ref_from_wav_scp_value
 from wespk.io.embeddings import read_embeddings, write_embeddings
 from wespk.io.files import (DataFileError, atomic_output, read_kaldi_map, read_trials,
                             utt2spk_to_spk2utt, write_kaldi_map)
@@ -78,8 +78,10 @@ def test_load_audio_span_and_errors(tmp_path):
     part, _ = load_audio(str(flac), start=0.5, end=1.0)
     assert sr == 16000 and part.shape == (8000,)
     np.testing.assert_array_equal(part, full[8000:16000])
-    piped, _ = load_audio(f"cat {flac} |")
+    piped, _ = load_audio(ref_from_wav_scp_value(f"cat {flac} |"))
     np.testing.assert_array_equal(piped, full)
+    piped_part, _ = load_audio(ref_from_wav_scp_value(f"cat {flac} |", start=0.5, end=1.0))
+    np.testing.assert_array_equal(piped_part, part)
     with pytest.raises(AudioError, match="nope.wav: file not found"):
         load_audio(str(tmp_path / "nope.wav"))
     text = tmp_path / "text.wav"
@@ -87,7 +89,17 @@ def test_load_audio_span_and_errors(tmp_path):
     with pytest.raises(AudioError, match="text.wav: cannot decode"):
         load_audio(str(text))
     with pytest.raises(AudioError, match="failed"):
-        load_audio("false |")
+        load_audio(ref_from_wav_scp_value("false |"))
+
+
+def test_a_path_string_never_runs_a_command(tmp_path):
+    # only wav.scp or list entries (an AudioRef) run commands; a string is a file name
+    marker = tmp_path / "ran"
+    with pytest.raises(AudioError, match=r"file not found \(a command runs only from a wav.scp"):
+        load_audio(f"touch {marker} |")
+    with pytest.raises(AudioError, match="file not found"):
+        audio_duration(f"touch {marker} |")
+    assert not marker.exists()
 
 
 def test_embeddings_bad_offset_names_line(tmp_path):
