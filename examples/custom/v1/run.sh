@@ -57,24 +57,7 @@ help_message=$(sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . tools/parse_options.sh
-
-log() { echo "$(date '+%F %T') [$(basename "${BASH_SOURCE[1]}"):${BASH_LINENO[0]}] $*"; }
-
-# Stop with a message naming the inputs a stage needs but cannot find.
-require() {
-  local missing=()
-  for f in "$@"; do [ -e "$f" ] || missing+=("$f"); done
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "ERROR: stage $current_stage needs ${missing[*]}; run the earlier stages first"
-    exit 1
-  fi
-}
-
-run_stage() { current_stage=$1; [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-
-config_value() {  # FILE KEY: a top-level value of a YAML config ('' if absent)
-  python -c "import sys, yaml; v = (yaml.safe_load(open(sys.argv[1])) or {}).get(sys.argv[2]); print('' if v is None else v)" "$1" "$2"
-}
+. tools/recipe.sh
 
 if [ -z "$exp_dir" ] && [ "$stop_stage" -ge 3 ] && [ -f "$config" ]; then
   exp_dir=$(config_value "$config" exp_dir)

@@ -37,19 +37,7 @@ train_args=""          # extra config overrides for training, e.g. "--dataset_ar
 . tools/parse_options.sh
 [ -n "$corpus" ] || corpus=$repo_root/corpus/mini
 
-log() { echo "$(date '+%F %T') [$(basename "${BASH_SOURCE[1]}"):${BASH_LINENO[0]}] $*"; }
-
-# Stop with a message naming the inputs a stage needs but cannot find.
-require() {
-  local missing=()
-  for f in "$@"; do [ -e "$f" ] || missing+=("$f"); done
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "ERROR: stage $current_stage needs ${missing[*]}; run the earlier stages first"
-    exit 1
-  fi
-}
-
-run_stage() { current_stage=$1; [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+. tools/recipe.sh
 
 if run_stage 1; then
   log "stage 1: data dirs and trials from $corpus"
