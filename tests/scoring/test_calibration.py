@@ -24,8 +24,8 @@ FACTOR_FILES = {  # golden score-norm file -> golden factor file
 
 
 @pytest.fixture(scope="module")
-def golden_model(golden_scoring):
-    return torch.load(golden_scoring / "calibration/calibration_model.pt", weights_only=True)
+def golden_model(golden_scoring_full):
+    return torch.load(golden_scoring_full / "calibration/calibration_model.pt", weights_only=True)
 
 
 @pytest.mark.parametrize("score_name", sorted(FACTOR_FILES))
@@ -39,18 +39,18 @@ def test_factor_files_are_byte_identical(golden_scoring, tmp_path, score_name):
     np.testing.assert_array_equal(factors.features, read_factors(golden_path).features)
 
 
-def test_training_reaches_the_golden_optimum(golden_scoring, golden_model, tmp_path):
+def test_training_reaches_the_golden_optimum(golden_scoring_full, golden_model, tmp_path):
     """In this process MKL uses whatever kernels the CPU offers; the path of the ill-conditioned fit
     then differs in the last bits, but it ends at the same Cllr with a model as good as the golden one."""
-    factors = read_factors(golden_scoring / "calibration/asnorm100_mean_cali_trials.calibration.txt")
+    factors = read_factors(golden_scoring_full / "calibration/asnorm100_mean_cali_trials.calibration.txt")
     result = train_qmf_on_factors(factors)
     assert 30 <= result.num_steps <= 50  # NOTES.md: 43 outer LBFGS steps before the early stop
     assert set(result.state_dict) == {"linear.weight", "linear.bias"}
     assert all(value.dtype == torch.float64 for value in result.state_dict.values())
     assert result.final_cllr == pytest.approx(0.1225, abs=2e-4)
-    evaluation = read_factors(golden_scoring / "calibration/asnorm100_mean_trials.calibration.txt")
+    evaluation = read_factors(golden_scoring_full / "calibration/asnorm100_mean_trials.calibration.txt")
     golden_llrs = apply_qmf(golden_model, evaluation.features)
-    is_target = read_score_file(golden_scoring / "scores/cali_asnorm100_mean.score.txt").is_target
+    is_target = read_score_file(golden_scoring_full / "scores/cali_asnorm100_mean.score.txt").is_target
     assert cllr(apply_qmf(result.state_dict, evaluation.features), is_target) == pytest.approx(
         cllr(golden_llrs, is_target), abs=2e-3)
     save_qmf_model(tmp_path / "model.pt", result.state_dict)
@@ -58,11 +58,11 @@ def test_training_reaches_the_golden_optimum(golden_scoring, golden_model, tmp_p
         assert torch.equal(value, result.state_dict[key])
 
 
-def test_entry_point_reproduces_golden_model_bit_for_bit(golden_scoring, golden_model, tmp_path):
+def test_entry_point_reproduces_golden_model_bit_for_bit(golden_scoring_full, golden_model, tmp_path):
     """``wespk.bin.calibrate`` runs MKL in its reproducible mode: WeSpeaker's model on any x86 CPU."""
     env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    factors = golden_scoring / "calibration/asnorm100_mean_cali_trials.calibration.txt"
+    factors = golden_scoring_full / "calibration/asnorm100_mean_cali_trials.calibration.txt"
     proc = subprocess.run([sys.executable, "-m", "wespk.bin.calibrate", "train", "--factors", str(factors),
                            "--model", str(tmp_path / "model.pt")], env=env, capture_output=True, text=True,
                           timeout=300)
@@ -75,9 +75,9 @@ def test_entry_point_reproduces_golden_model_bit_for_bit(golden_scoring, golden_
         assert torch.equal(model[key], value), key
 
 
-def test_calibrated_scores_match_golden(golden_scoring, golden_model, tmp_path):
-    factors = read_factors(golden_scoring / "calibration/asnorm100_mean_trials.calibration.txt")
-    golden_path = golden_scoring / "scores/cali_asnorm100_mean.score.txt"
+def test_calibrated_scores_match_golden(golden_scoring_full, golden_model, tmp_path):
+    factors = read_factors(golden_scoring_full / "calibration/asnorm100_mean_trials.calibration.txt")
+    golden_path = golden_scoring_full / "scores/cali_asnorm100_mean.score.txt"
     golden = read_score_file(golden_path)
     # WeSpeaker rounds the weights to float32 at inference: reproduced on request, to the last bits of
     # the float64 products (which depend on MKL's kernels for this CPU in this process) ...
@@ -87,8 +87,8 @@ def test_calibrated_scores_match_golden(golden_scoring, golden_model, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run([sys.executable, "-m", "wespk.bin.calibrate", "apply", "--float32_weights",
-                           "--model", str(golden_scoring / "calibration/calibration_model.pt"),
-                           "--factors", str(golden_scoring / "calibration/asnorm100_mean_trials.calibration.txt"),
+                           "--model", str(golden_scoring_full / "calibration/calibration_model.pt"),
+                           "--factors", str(golden_scoring_full / "calibration/asnorm100_mean_trials.calibration.txt"),
                            "--output", str(tmp_path / "cali")], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "cali").read_text() == golden_path.read_text()
@@ -127,14 +127,14 @@ def test_gather_errors_name_the_line(golden_scoring, tmp_path):
         gather_factors(read_score_norm_file(zero), None)
 
 
-def test_training_from_own_pipeline_factors_is_close(golden_scoring, golden_embeddings, tmp_path):
+def test_training_from_own_pipeline_factors_is_close(golden_scoring_full, golden_embeddings, tmp_path):
     """Loose check: factors recomputed from our own AS-norm give a model as good as the golden one."""
     from wespk.scoring.cosine import EmbeddingSet, mean_embedding, prepare_embeddings, score_trials
     from wespk.io.trials import read_trials
     from wespk.scoring.score_files import write_score_norm_file
     from wespk.scoring.score_norm import asnorm
 
-    root = golden_scoring
+    root = golden_scoring_full
     cohort_utts = EmbeddingSet.from_scp(golden_embeddings.cohort_utts)
     eval_set = EmbeddingSet.from_scp(golden_embeddings.eval)
     cohort = EmbeddingSet.from_scp(golden_embeddings.cohort)

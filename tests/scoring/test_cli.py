@@ -65,12 +65,12 @@ def test_score_norm(golden_scoring, golden_embeddings, tmp_path, method, golden_
     assert len(first) == 8 and len(first[2].split(".")[1]) == 5 and all(len(f.split(".")[1]) == 4 for f in first[4:])
 
 
-def test_calibrate_gather_and_apply(golden_scoring, tmp_path):
-    scores = golden_scoring / "scores"
-    check_ok(run_cli("wespk.bin.calibrate", "gather", "--utt2dur", golden_scoring / "utt2dur.txt", "--max_dur", 20,
+def test_calibrate_gather_and_apply(golden_scoring_full, tmp_path):
+    scores = golden_scoring_full / "scores"
+    check_ok(run_cli("wespk.bin.calibrate", "gather", "--utt2dur", golden_scoring_full / "utt2dur.txt", "--max_dur", 20,
                      "--input", scores / "cali_trials_asnorm100_mean.score.txt", "--output", tmp_path / "cali.factors",
                      "--input", scores / "asnorm100_mean.score.txt", "--output", tmp_path / "eval.factors"))
-    golden_factors = golden_scoring / "calibration"
+    golden_factors = golden_scoring_full / "calibration"
     assert (tmp_path / "cali.factors").read_text() == \
         (golden_factors / "asnorm100_mean_cali_trials.calibration.txt").read_text()
     assert (tmp_path / "eval.factors").read_text() == \
@@ -83,33 +83,33 @@ def test_calibrate_gather_and_apply(golden_scoring, tmp_path):
     # straight from the score-norm file (factors gathered on the fly): the same scores
     check_ok(run_cli("wespk.bin.calibrate", "apply", "--model", golden_factors / "calibration_model.pt",
                      "--float32_weights", "--scores", scores / "asnorm100_mean.score.txt",
-                     "--utt2dur", golden_scoring / "utt2dur.txt", "--output", tmp_path / "direct.qmf.score"))
+                     "--utt2dur", golden_scoring_full / "utt2dur.txt", "--output", tmp_path / "direct.qmf.score"))
     assert (tmp_path / "direct.qmf.score").read_text() == (tmp_path / "eval.qmf.score").read_text()
 
 
-def test_calibrate_run_trains_the_golden_model(golden_scoring, tmp_path):
+def test_calibrate_run_trains_the_golden_model(golden_scoring_full, tmp_path):
     """``run`` = gather + train + apply; the model equals WeSpeaker's bit for bit."""
-    scores = golden_scoring / "scores"
-    result = check_ok(run_cli("wespk.bin.calibrate", "run", "--utt2dur", golden_scoring / "utt2dur.txt",
+    scores = golden_scoring_full / "scores"
+    result = check_ok(run_cli("wespk.bin.calibrate", "run", "--utt2dur", golden_scoring_full / "utt2dur.txt",
                               "--cali_input", scores / "cali_trials_asnorm100_mean.score.txt",
                               "--model", tmp_path / "model.pt", "--factors_dir", tmp_path / "factors",
                               "--input", scores / "asnorm100_mean.score.txt", "--output", tmp_path / "eval.qmf.score"))
     assert "after QMF 0.1225 (43 LBFGS steps)" in result.stdout
     model = torch.load(tmp_path / "model.pt", weights_only=True)
-    golden_model = torch.load(golden_scoring / "calibration/calibration_model.pt", weights_only=True)
+    golden_model = torch.load(golden_scoring_full / "calibration/calibration_model.pt", weights_only=True)
     assert set(model) == set(golden_model) and all(torch.equal(model[k], golden_model[k]) for k in golden_model)
     calibrated = read_score_file(tmp_path / "eval.qmf.score")
     reference = read_score_file(scores / "cali_asnorm100_mean.score.txt")
     assert calibrated.labels == reference.labels
     assert np.max(np.abs(calibrated.scores - reference.scores)) <= 1e-6
     assert (tmp_path / "factors/asnorm100_mean.score.txt.calibration").read_text() == \
-        (golden_scoring / "calibration/asnorm100_mean_trials.calibration.txt").read_text()
+        (golden_scoring_full / "calibration/asnorm100_mean_trials.calibration.txt").read_text()
 
 
-def test_compute_metrics_output_plots_and_reports(golden_scoring, tmp_path):
-    golden = json.loads((golden_scoring / "metrics.json").read_text())
+def test_compute_metrics_output_plots_and_reports(golden_scoring_full, tmp_path):
+    golden = json.loads((golden_scoring_full / "metrics.json").read_text())
     names = list(golden["score_files"])
-    files = [golden_scoring / golden["score_files"][name] for name in names]
+    files = [golden_scoring_full / golden["score_files"][name] for name in names]
     result = check_ok(run_cli("wespk.bin.compute_metrics", "--auto_calibrated", *files,
                               "--det_png", tmp_path / "det.png", "--hist_png", tmp_path / "hist.png",
                               "--report_md", tmp_path / "report.md", "--json", tmp_path / "metrics.json"))
@@ -137,9 +137,9 @@ def test_compute_metrics_output_plots_and_reports(golden_scoring, tmp_path):
         assert abs(record["min_dcf"]["0.01"] - golden["metrics"][name]["min_dcf_p0.01"]) <= 1e-9
 
 
-def test_compute_metrics_custom_p_target(golden_scoring):
+def test_compute_metrics_custom_p_target(golden_scoring_full):
     result = check_ok(run_cli("wespk.bin.compute_metrics", "--p_target", "0.005",
-                              golden_scoring / "scores/cosine_mean.score.txt"))
+                              golden_scoring_full / "scores/cosine_mean.score.txt"))
     lines = result.stdout.splitlines()
     assert len(lines) == 3 and lines[1] == "EER = 3.132%"
     assert re.fullmatch(r"minDCF\(p_target=0\.005\) = [01]\.\d{4}", lines[2])

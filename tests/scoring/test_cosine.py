@@ -48,7 +48,8 @@ def test_cosine_matches_golden(golden_scoring, golden_embeddings, with_mean, gol
     mean_vec = mean_from_scp(golden_embeddings.cohort_utts) if with_mean else None
     scores, _, _ = score_trials(trials, embeddings, mean_vec)
     full = torch.load(golden_scoring / "scores/fullprec_stats.pt", weights_only=True)
-    assert np.max(np.abs(scores - full[f"cosine_fullprec_{golden_name}"].numpy())) <= 1e-6
+    # the committed subset holds the first lines of the 2,000-trial list; the full-precision cosines all of them
+    assert np.max(np.abs(scores - full[f"cosine_fullprec_{golden_name}"].numpy()[:len(scores)])) <= 1e-6
     golden = read_score_file(golden_scoring / f"scores/cosine_{golden_name}.score.txt")
     assert golden.enroll == trials.enroll and golden.labels == trials.labels
     assert np.max(np.abs(scores - golden.scores)) <= ROUNDED

@@ -11,15 +11,15 @@ from wespk.scoring.score_files import read_score_file
 
 
 @pytest.fixture(scope="module")
-def golden_metrics(golden_scoring):
-    return json.loads((golden_scoring / "metrics.json").read_text())
+def golden_metrics(golden_scoring_full):
+    return json.loads((golden_scoring_full / "metrics.json").read_text())
 
 
-def test_eer_and_min_dcf_match_golden_within_1e9(golden_scoring, golden_metrics):
+def test_eer_and_min_dcf_match_golden_within_1e9(golden_scoring_full, golden_metrics):
     assert len(golden_metrics["score_files"]) == 5
     for name, relative in golden_metrics["score_files"].items():
         expected = golden_metrics["metrics"][name]
-        table = read_score_file(golden_scoring / relative, require_labels=True)
+        table = read_score_file(golden_scoring_full / relative, require_labels=True)
         result = eer_min_dcf(table.scores, table.is_target, (0.01, 0.05))
         assert result.num_trials == expected["n_trials"] and result.num_target == expected["n_target"]
         assert abs(result.eer - expected["eer"]) <= 1e-9, name
