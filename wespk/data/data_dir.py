@@ -23,7 +23,6 @@ import re
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from wespk.data.records import Utterance
-from wespk.io.audio import AudioRef
 from wespk.io.files import DataFileError, KaldiFileProblem, KaldiLine, scan_kaldi_file
 
 logger = logging.getLogger(__name__)

@@ -38,10 +38,14 @@ DEFAULT_EXTENSIONS = ("wav", "flac")
 
 @dataclass
 class ImportedUtterance:
-    """One utterance found by an importer.
+    """One utterance found by an importer: a row of the data dir about to be written.
 
     ``start``/``end`` (seconds) are set when the utterance is a part of a
-    longer recording; ``recording`` then names that recording.
+    longer recording; ``recording`` then names that recording (the
+    ``segments`` key), and ``origin`` says where it was found (a manifest line
+    or a file) for the report of what was dropped. Both exist only while a
+    data dir is made; what is read back from a data dir is a
+    :class:`wespk.data.records.Utterance`.
     """
 
     utt: str
