@@ -118,19 +118,13 @@ class Enhancer:
     @classmethod
     def load(cls, enhancer_dir: str, device: str = "cpu") -> "Enhancer":
         """Read an enhancer dir (weights with ``torch.load(weights_only=True)``)."""
+        config = read_enhancer_config(enhancer_dir)
         config_path = os.path.join(enhancer_dir, CONFIG_NAME)
         weights_path = os.path.join(enhancer_dir, WEIGHTS_NAME)
-        for path in (config_path, weights_path):
-            if not os.path.isfile(path):
-                raise EnhancerError(f"{enhancer_dir}: not an enhancer dir (no {os.path.basename(path)}; "
-                                    f"train one with wespk.bin.train_enhancer)")
-        with open(config_path, encoding="utf-8") as f:
-            config = yaml.safe_load(f) or {}
         try:
-            embed_dim = int(config["embed_dim"])
-            backbone = BackboneInfo(**config["backbone"]) if config.get("backbone") else None
             inference = config.get("inference") or {}
-            enhancer = cls.create(embed_dim, config.get("network"), config.get("schedule"), backbone, device)
+            enhancer = cls.create(int(config["embed_dim"]), config.get("network"), config.get("schedule"),
+                                  enhancer_backbone(enhancer_dir, config), device)
         except (KeyError, TypeError, ValueError) as e:
             raise EnhancerError(f"{config_path}: bad enhancer config ({type(e).__name__}: {e})") from None
         state = load_state_dict(weights_path)
@@ -140,24 +134,14 @@ class Enhancer:
             raise EnhancerError(f"{weights_path}: weights do not fit the network of {config_path}: "
                                 f"{str(e).splitlines()[0]}") from None
         enhancer.network.to(device).eval()
-        enhancer.t = int(inference.get("t", DEFAULT_T))
-        enhancer.steps = int(inference.get("steps", DEFAULT_STEPS))
+        schedule_steps = (int(inference.get("t", DEFAULT_T)), int(inference.get("steps", DEFAULT_STEPS)))
+        enhancer.schedule.timesteps_from(*schedule_steps)
+        enhancer.t, enhancer.steps = schedule_steps
         return enhancer
 
     def check_backbone(self, model_dir: str) -> None:
         """Refuse (:class:`EnhancerError`) a model dir other than the backbone this enhancer was trained for."""
-        if self.backbone is None:
-            raise EnhancerError("this enhancer records no backbone, so it cannot be checked against "
-                                f"{model_dir}")
-        from wespk.inference.model_dir import find_model_file, load_model_config
-        name = str(load_model_config(model_dir)["model"])
-        path = find_model_file(model_dir)
-        digest = file_sha256(path)
-        if name != self.backbone.name or digest != self.backbone.checkpoint_sha256:
-            raise EnhancerError(
-                f"{model_dir}: the enhancer was trained for {self.backbone.name} with model file sha256 "
-                f"{self.backbone.checkpoint_sha256[:12]}... ({self.backbone.model_dir or 'unknown dir'}), not "
-                f"{name} with {os.path.basename(path)} sha256 {digest[:12]}...; train an enhancer for this model")
+        check_backbone(self.backbone, model_dir)
 
     def enhance(self, keys: Sequence[str], embeddings: np.ndarray, seed: int,
                 t: Optional[int] = None, steps: Optional[int] = None) -> np.ndarray:
@@ -184,9 +168,44 @@ class Enhancer:
         return out.float().cpu().numpy()
 
 
+def read_enhancer_config(enhancer_dir: str) -> Dict[str, Any]:
+    """The ``enhancer.yaml`` of an enhancer dir (which must also hold ``enhancer.pt``)."""
+    config_path = os.path.join(enhancer_dir, CONFIG_NAME)
+    for path in (config_path, os.path.join(enhancer_dir, WEIGHTS_NAME)):
+        if not os.path.isfile(path):
+            raise EnhancerError(f"{enhancer_dir}: not an enhancer dir (no {os.path.basename(path)}; "
+                                f"train one with wespk.bin.train_enhancer)")
+    with open(config_path, encoding="utf-8") as f:
+        config = yaml.safe_load(f) or {}
+    if not isinstance(config, dict) or "embed_dim" not in config:
+        raise EnhancerError(f"{config_path}: bad enhancer config (no embed_dim)")
+    return config
+
+
+def enhancer_backbone(enhancer_dir: str, config: Dict[str, Any]) -> Optional[BackboneInfo]:
+    try:
+        return BackboneInfo(**config["backbone"]) if config.get("backbone") else None
+    except TypeError as e:
+        raise EnhancerError(f"{os.path.join(enhancer_dir, CONFIG_NAME)}: bad backbone entry ({e})") from None
+
+
+def check_backbone(backbone: Optional[BackboneInfo], model_dir: str) -> None:
+    """Refuse (:class:`EnhancerError`) a model dir that is not ``backbone`` (by model name and model-file hash)."""
+    if backbone is None:
+        raise EnhancerError(f"this enhancer records no backbone, so it cannot be checked against {model_dir}")
+    from wespk.inference.model_dir import find_model_file, load_model_config
+    name = str(load_model_config(model_dir)["model"])
+    path = find_model_file(model_dir)
+    digest = file_sha256(path)
+    if name != backbone.name or digest != backbone.checkpoint_sha256:
+        raise EnhancerError(
+            f"{model_dir}: the enhancer was trained for {backbone.name} with model file sha256 "
+            f"{backbone.checkpoint_sha256[:12]}... ({backbone.model_dir or 'unknown dir'}), not "
+            f"{name} with {os.path.basename(path)} sha256 {digest[:12]}...; train an enhancer for this model")
+
+
 def load_enhancer(enhancer_dir: str, model_dir: Optional[str] = None, device: str = "cpu") -> Enhancer:
-    """:meth:`Enhancer.load`, checked against ``model_dir`` when given."""
-    enhancer = Enhancer.load(enhancer_dir, device)
+    """:meth:`Enhancer.load`, checked first against ``model_dir`` when given."""
     if model_dir is not None:
-        enhancer.check_backbone(model_dir)
-    return enhancer
+        check_backbone(enhancer_backbone(enhancer_dir, read_enhancer_config(enhancer_dir)), model_dir)
+    return Enhancer.load(enhancer_dir, device)
