@@ -374,8 +374,8 @@ class SpeakerEmbedder:
             feats, keys = [], []
             for utt in batch:
                 try:
-                    samples, rate = load_audio(utt.source, utt.start, utt.end)
-                    feats.append(self.frontend(samples, rate, source=utt.source))
+                    samples, rate = load_audio(utt.audio)
+                    feats.append(self.frontend(samples, rate, source=utt.source()))
                 except AudioError as e:
                     if strict:
                         raise AudioError(f"utterance {utt.key}: {e}") from None

@@ -18,6 +18,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from wespk.data.data_dir import read_utterances
+from wespk.data.records import Utterance
 from wespk.io.audio import AudioError, audio_duration, load_audio
 from wespk.io.embeddings import read_embeddings, write_embeddings
 from wespk.io.files import DataFileError, atomic_output, read_kaldi_map
@@ -49,53 +51,6 @@ def cpu_has_native_bf16(cpuinfo: Optional[str] = None) -> Optional[bool]:
     if not flags:
         return None
     return any(flag in flags for flag in NATIVE_BF16_FLAGS)
-
-
-@dataclasses.dataclass(frozen=True)
-class Utterance:
-    key: str
-    source: str            # path or pipe command
-    start: Optional[float] = None
-    end: Optional[float] = None
-    duration: Optional[float] = None
-
-
-def read_utterances(path: str) -> List[Utterance]:
-    """Utterances of a data dir (``wav.scp`` [+ ``segments``, ``utt2dur``]), a wav.scp or a raw list."""
-    import json
-    if os.path.isdir(path):
-        wav_scp = read_kaldi_map(os.path.join(path, "wav.scp"))
-        durations = {}
-        dur_path = os.path.join(path, "utt2dur")
-        if os.path.isfile(dur_path):
-            durations = {k: float(v) for k, v in read_kaldi_map(dur_path).items()}
-        seg_path = os.path.join(path, "segments")
-        if os.path.isfile(seg_path):
-            utts = []
-            for key, value in read_kaldi_map(seg_path).items():
-                fields = value.split()
-                if len(fields) != 3 or fields[0] not in wav_scp:
-                    raise DataFileError(seg_path, None, f"bad segment for {key!r}: {value!r}")
-                start, end = float(fields[1]), float(fields[2])
-                utts.append(Utterance(key, wav_scp[fields[0]], start, end, end - start))
-            return utts
-        return [Utterance(k, v, duration=durations.get(k)) for k, v in wav_scp.items()]
-    with open(path, encoding="utf-8") as f:
-        first = f.readline().strip()
-    if first.startswith("{"):
-        utts = []
-        with open(path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                    utts.append(Utterance(obj["key"], obj["wav"], obj.get("start"), obj.get("end"),
-                                          obj.get("duration")))
-                except (ValueError, KeyError) as e:
-                    raise DataFileError(path, line_no, f"bad raw-list line ({e})") from None
-        return utts
-    return [Utterance(k, v) for k, v in read_kaldi_map(path).items()]
 
 
 class EmbeddingExtractor:
@@ -170,7 +125,7 @@ def plan_batches(utts: List[Utterance], batch_size: int,
     for u in utts:
         if u.duration is None:
             try:
-                u = dataclasses.replace(u, duration=audio_duration(u.source))
+                u = dataclasses.replace(u, duration=audio_duration(u.audio))
             except AudioError:
                 u = dataclasses.replace(u, duration=0.0)  # reported when it is decoded
         with_dur.append(u)
@@ -201,8 +156,8 @@ def _run_batches(extractor: EmbeddingExtractor, batches: List[List[Utterance]], 
         feats, keys = [], []
         for u in batch:
             try:
-                samples, sr = load_audio(u.source, u.start, u.end)
-                f = extractor.features(samples, sr, u.source)
+                samples, sr = load_audio(u.audio)
+                f = extractor.features(samples, sr, u.source())
             except AudioError as e:
                 if strict:
                     raise AudioError(f"utterance {u.key}: {e}") from None
