@@ -198,3 +198,56 @@ def test_training_divergence_is_reported():
     is_target = rng.random(200) < 0.5
     with pytest.raises(ValueError, match="QMF training diverged.*feature 2"):
         train_qmf(features, is_target)
+
+
+def test_lap_features_are_log_durations_norms_and_std_of_raw_embeddings(golden_scoring, golden_embeddings):
+    from wespk.scoring.cosine import EmbeddingSet
+
+    table = read_score_norm_file(golden_scoring / "scores/asnorm100_mean.score.txt")
+    durations = read_durations(golden_scoring / "utt2dur.txt")
+    embeddings = EmbeddingSet.from_scps([golden_embeddings.eval, golden_embeddings.cohort_utts])
+    factors = gather_factors(table, durations, feature_set="lap", embeddings=embeddings)
+    assert factors.feature_names == ("score", "log_dur_enroll", "log_dur_test", "l1_enroll", "l2_enroll", "l1_test",
+                                     "l2_test", "std_enroll", "std_test")
+    np.testing.assert_array_equal(factors.features[:, 0], table.scores)
+    for row in (0, 57, len(table) - 1):
+        enroll = embeddings.matrix[embeddings.row_of[table.enroll[row]]].astype(np.float64)
+        test = embeddings.matrix[embeddings.row_of[table.test[row]]].astype(np.float64)
+        expected = [np.log(durations[table.enroll[row]]), np.log(durations[table.test[row]]),
+                    np.linalg.norm(enroll, 1), np.linalg.norm(enroll), np.linalg.norm(test, 1), np.linalg.norm(test),
+                    np.std(enroll), np.std(test)]
+        assert np.abs(factors.features[row, 1:] - expected).max() <= 5e-5 + 1e-9  # written with 4 decimals
+    assert all(len(text[0].split(".")[1]) == 4 for text in factors.feature_text[1:])
+    # without durations: score and the six embedding measures
+    assert gather_factors(table, None, feature_set="lap", embeddings=embeddings).num_features == 7
+    with pytest.raises(ValueError, match="raw embeddings"):
+        gather_factors(table, durations, feature_set="lap")
+
+
+def test_calibrate_run_with_lap_features(golden_scoring, golden_embeddings, tmp_path):
+    from .conftest import run_cli
+
+    scores = golden_scoring / "scores"
+    common = ["--utt2dur", golden_scoring / "utt2dur.txt", "--features", "lap",
+              "--embeddings", golden_embeddings.eval, golden_embeddings.cohort_utts]
+    result = run_cli("wespk.bin.calibrate", "run", *common, "--cali_input", scores / "cali_trials_asnorm100_mean.score.txt",
+                     "--model", tmp_path / "lap.pt", "--input", scores / "asnorm100_mean.score.txt",
+                     "--output", tmp_path / "eval.qmf.score", "--factors_dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert load_qmf_model(tmp_path / "lap.pt")["linear.weight"].shape == (1, 9)
+    factor_file = tmp_path / "asnorm100_mean.score.txt.calibration"
+    assert len(factor_file.read_text().split("\n", 1)[0].split()) == 12
+    assert read_factors(factor_file, "lap").feature_names[-1] == "std_test"
+    # the factor file read back gives the same calibrated scores as the run
+    again = run_cli("wespk.bin.calibrate", "apply", "--features", "lap", "--model", tmp_path / "lap.pt",
+                    "--factors", factor_file, "--output", tmp_path / "again.score")
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again.score").read_text() == (tmp_path / "eval.qmf.score").read_text()
+    # on its own calibration trials the fit lowers Cllr (200 trials are too few to judge the evaluation list)
+    cali_factors = read_factors(tmp_path / "cali_trials_asnorm100_mean.score.txt.calibration", "lap")
+    is_target = np.array([label == "target" for label in cali_factors.labels])
+    llrs = apply_qmf(load_qmf_model(tmp_path / "lap.pt"), cali_factors.features)
+    assert cllr(llrs, is_target) < 0.5 * cllr(cali_factors.features[:, 0], is_target)
+    missing = run_cli("wespk.bin.calibrate", "gather", "--utt2dur", golden_scoring / "utt2dur.txt", "--features", "lap",
+                      "--input", scores / "asnorm100_mean.score.txt", "--output", tmp_path / "x")
+    assert missing.returncode == 1 and "--features lap needs --embeddings" in missing.stderr

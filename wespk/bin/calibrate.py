@@ -11,7 +11,11 @@ python -m wespk.bin.calibrate run --utt2dur ... --cali_input CALI_NORMED.score -
 
 ``gather`` reads score-norm files (``python -m wespk.bin.score_norm``) and writes
 WeSpeaker's factor layout ``enroll test label score dmin dmax ddiff dratio mmin
-mmax mdiff mratio cmin cmax cdiff cratio``. ``train`` fits the linear fusion by
+mmax mdiff mratio cmin cmax cdiff cratio`` (``--features wespeaker``, the
+default), or with ``--features lap --embeddings SCP ...`` the quality
+measures of the LAP paper, ``enroll test label score log_dur_e log_dur_t l1_e
+l2_e l1_t l2_t std_e std_t`` (L1/L2 norms and std of the raw embeddings in the
+scp files, durations not capped). ``train`` fits the linear fusion by
 minimising Cllr (WeSpeaker's LBFGS procedure) and saves a state_dict with
 ``linear.weight``/``linear.bias`` (float64). ``apply`` writes ``enroll test llr
 label``, the llr at full precision. ``train`` and ``apply`` take either factor
@@ -40,9 +44,10 @@ os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 import numpy as np
 
 from wespk.io.files import DataFileError
-from wespk.scoring.calibration import (DEFAULT_MAX_DUR, apply_qmf, gather_factors, load_qmf_model, read_factors,
+from wespk.scoring.calibration import (DEFAULT_MAX_DUR, FEATURE_SETS, apply_qmf, gather_factors, load_qmf_model, read_factors,
                                        save_qmf_model, train_qmf_on_factors, write_calibrated_scores, write_factors)
 from wespk.scoring.calibration_trials import read_durations
+from wespk.scoring.cosine import EmbeddingSet
 from wespk.scoring.metrics import cllr
 from wespk.scoring.score_files import read_score_norm_file
 from wespk.utils.logs import setup_logging
@@ -56,7 +61,13 @@ def _add_gather_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max_dur", type=float, default=DEFAULT_MAX_DUR,
                         help=f"cap durations at this many seconds (default {DEFAULT_MAX_DUR:g})")
     parser.add_argument("--drop_duration", action="store_true",
-                        help="leave the four duration features out (no utt2dur needed)")
+                        help="leave the duration features out (no utt2dur needed)")
+    parser.add_argument("--features", choices=FEATURE_SETS, default="wespeaker",
+                        help="quality measures: wespeaker (durations, magnitudes and cohort means, symmetrised; "
+                             "default) or lap (log durations, L1/L2 norms and std of the raw embeddings, per side)")
+    parser.add_argument("--embeddings", nargs="+", default=[],
+                        help="--features lap: xvector.scp file(s) holding the raw embeddings of every trial "
+                             "utterance")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,14 +130,24 @@ def _durations(args):
     return read_durations(args.utt2dur)
 
 
-def _gather(input_path, durations, max_dur):
-    factors = gather_factors(read_score_norm_file(input_path), durations, max_dur)
+def _embeddings(args):
+    """The raw embeddings the lap features need (read once), else None."""
+    if args.features != "lap":
+        return None
+    if not args.embeddings:
+        raise ValueError("--features lap needs --embeddings (the xvector.scp of every trial utterance)")
+    return EmbeddingSet.from_scps(args.embeddings)
+
+
+def _gather(input_path, durations, args, embeddings):
+    factors = gather_factors(read_score_norm_file(input_path), durations, args.max_dur, args.features, embeddings)
     logger.info("%s: %d trials, %d features", input_path, len(factors), factors.num_features)
     return factors
 
 
 def _train(factors, model_path, args):
-    result = train_qmf_on_factors(factors, max_epochs=args.max_epochs, lr=args.lr)
+    result = train_qmf_on_factors(factors, max_epochs=args.max_epochs, lr=args.lr,
+                                  standardize=args.features == "lap")
     save_qmf_model(model_path, result.state_dict)
     labelled = np.array([label == "target" for label in factors.labels])
     raw = cllr(factors.features[:, 0], labelled)
@@ -150,9 +171,9 @@ def _apply(state, factors, output_path, float32_weights):
 def _factor_tables(args, factor_paths, score_paths):
     """Factor tables from factor files, or gathered from score-norm files."""
     if factor_paths:
-        return [read_factors(path) for path in factor_paths]
-    durations = _durations(args)
-    return [_gather(path, durations, args.max_dur) for path in score_paths]
+        return [read_factors(path, args.features) for path in factor_paths]
+    durations, embeddings = _durations(args), _embeddings(args)
+    return [_gather(path, durations, args, embeddings) for path in score_paths]
 
 
 def main(argv=None) -> int:
@@ -166,9 +187,9 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     try:
         if args.command == "gather":
-            durations = _durations(args)
+            durations, embeddings = _durations(args), _embeddings(args)
             for input_path, output_path in zip(args.input, args.output):
-                write_factors(output_path, _gather(input_path, durations, args.max_dur))
+                write_factors(output_path, _gather(input_path, durations, args, embeddings))
         elif args.command == "train":
             factors, = _factor_tables(args, [args.factors] if args.factors else [], [args.scores])
             _train(factors, args.model, args)
@@ -177,14 +198,14 @@ def main(argv=None) -> int:
             for factors, output_path in zip(_factor_tables(args, args.factors, args.scores), args.output):
                 _apply(state, factors, output_path, args.float32_weights)
         else:
-            durations = _durations(args)
-            cali_factors = _gather(args.cali_input, durations, args.max_dur)
+            durations, embeddings = _durations(args), _embeddings(args)
+            cali_factors = _gather(args.cali_input, durations, args, embeddings)
             if args.factors_dir:
                 write_factors(os.path.join(args.factors_dir, os.path.basename(args.cali_input) + ".calibration"),
                               cali_factors)
             state = _train(cali_factors, args.model, args).state_dict
             for input_path, output_path in zip(args.input, args.output):
-                factors = _gather(input_path, durations, args.max_dur)
+                factors = _gather(input_path, durations, args, embeddings)
                 if args.factors_dir:
                     write_factors(os.path.join(args.factors_dir, os.path.basename(input_path) + ".calibration"),
                                   factors)

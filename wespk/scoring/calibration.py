@@ -19,6 +19,14 @@ This follows WeSpeaker's ``bin/score_calibration.py`` (see
 3. :func:`apply_qmf` maps factor rows to calibrated scores, which are
    log-likelihood ratios (natural log).
 
+``features="lap"`` replaces WeSpeaker's quality measures with those of the
+LAP paper's QMF (Kim et al., Interspeech 2025): per side, not symmetrised, the
+log duration, the L1 and L2 norms and the standard deviation of the raw
+embedding (as read from the scp, before any mean subtraction), in the order
+``score log_dur_e log_dur_t l1_e l2_e l1_t l2_t std_e std_t``. (LAP fits
+sklearn's logistic regression on them; here the same Cllr/LBFGS fit as for
+WeSpeaker's measures is used.)
+
 The features are used exactly as written in the factor file (4 decimals);
 the in-memory tables here hold those rounded values too, so training from a
 file or from memory gives the same model.
@@ -49,6 +57,20 @@ FACTOR_NAMES = ("score",
                 "dur_min", "dur_max", "dur_diff", "dur_ratio",
                 "mag_min", "mag_max", "mag_diff", "mag_ratio",
                 "cohort_mean_min", "cohort_mean_max", "cohort_mean_diff", "cohort_mean_ratio")
+#: The LAP paper's quality measures (score first), per side.
+LAP_FACTOR_NAMES = ("score", "log_dur_enroll", "log_dur_test", "l1_enroll", "l2_enroll", "l1_test", "l2_test",
+                    "std_enroll", "std_test")
+#: Feature sets of :func:`gather_factors`.
+FEATURE_SETS = ("wespeaker", "lap")
+
+
+def factor_names(feature_set: str = "wespeaker", with_duration: bool = True) -> Tuple[str, ...]:
+    """The feature names of a factor table of ``feature_set``, with or without the duration features."""
+    if feature_set == "wespeaker":
+        return FACTOR_NAMES if with_duration else FACTOR_NAMES[:1] + FACTOR_NAMES[5:]
+    if feature_set == "lap":
+        return LAP_FACTOR_NAMES if with_duration else LAP_FACTOR_NAMES[:1] + LAP_FACTOR_NAMES[3:]
+    raise ValueError(f"unknown feature set {feature_set!r}; choose from {', '.join(FEATURE_SETS)}")
 
 
 @dataclass
@@ -93,40 +115,94 @@ def _pair_features(first: np.ndarray, second: np.ndarray, what: str,
         logger.warning("%s: %d trials have a negative minimum %s; their max/min ratio is not meaningful "
                        "(S-norm cohort means can be negative; QMF is designed for AS-norm)",
                        table.path, negative, what)
+    return _rounded_columns((low, high, high - low, high / low))
+
+
+def _trial_durations(score_norm: ScoreTable, durations: Mapping[str, float]) -> Tuple[np.ndarray, np.ndarray]:
+    """Enroll and test durations of every trial; a key without a duration is an error naming the line."""
+    try:
+        enroll_dur = np.fromiter((durations[k] for k in score_norm.enroll), np.float64, len(score_norm))
+        test_dur = np.fromiter((durations[k] for k in score_norm.test), np.float64, len(score_norm))
+    except KeyError:
+        for row, (enroll, test) in enumerate(zip(score_norm.enroll, score_norm.test)):
+            for key in (enroll, test):
+                if key not in durations:
+                    raise DataFileError(score_norm.path, score_norm.line_of(row),
+                                        f"no duration (utt2dur) for {key!r}") from None
+        raise
+    return enroll_dur, test_dur
+
+
+def _rounded_columns(columns: Sequence[np.ndarray]) -> Tuple[List[List[str]], List[np.ndarray]]:
+    """4-decimal strings of each column and the values they stand for."""
     texts, values = [], []
-    for column in (low, high, high - low, high / low):
+    for column in columns:
         text = format_fixed(column, 4)
         texts.append(text)
         values.append(round_like_format(column, text, 4))
     return texts, values
 
 
+def embedding_quality(matrix: np.ndarray) -> np.ndarray:
+    """``[N, 3]`` float64: L1 norm, L2 norm and (population) standard deviation of each raw embedding."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    return np.stack([np.abs(matrix).sum(axis=1), np.sqrt((matrix * matrix).sum(axis=1)), matrix.std(axis=1)], axis=1)
+
+
+def _lap_factors(score_norm: ScoreTable, durations: Optional[Mapping[str, float]],
+                 embeddings) -> Tuple[List[List[str]], List[np.ndarray]]:
+    if embeddings is None:
+        raise ValueError("the lap features need the raw embeddings of the trials (--embeddings)")
+    from wespk.scoring.score_files import index_trial_keys
+
+    enroll_rows, test_rows = index_trial_keys(score_norm.trial_list(), embeddings.row_of, embeddings.source)
+    used = np.flatnonzero(np.bincount(np.concatenate([enroll_rows, test_rows]), minlength=len(embeddings.keys)))
+    quality = np.full((len(embeddings.keys), 3), np.nan)
+    quality[used] = embedding_quality(embeddings.matrix[used])
+    columns = []
+    if durations is not None:
+        enroll_dur, test_dur = _trial_durations(score_norm, durations)
+        bad = np.flatnonzero((enroll_dur <= 0) | (test_dur <= 0))
+        if len(bad):
+            raise DataFileError(score_norm.path, score_norm.line_of(int(bad[0])),
+                                "a duration is not positive, so its log is undefined")
+        columns += [np.log(enroll_dur), np.log(test_dur)]
+    columns += [quality[enroll_rows, 0], quality[enroll_rows, 1], quality[test_rows, 0], quality[test_rows, 1],
+                quality[enroll_rows, 2], quality[test_rows, 2]]
+    return _rounded_columns(columns)
+
+
 def gather_factors(score_norm: ScoreTable, durations: Optional[Mapping[str, float]],
-                   max_dur: float = DEFAULT_MAX_DUR) -> CalibrationFactors:
+                   max_dur: float = DEFAULT_MAX_DUR, feature_set: str = "wespeaker",
+                   embeddings=None) -> CalibrationFactors:
     """Build the QMF factor table from a score-norm file and utterance durations.
 
     ``score_norm`` is a table read with
     :func:`~wespk.scoring.score_files.read_score_norm_file`. ``durations``
-    maps utterance keys to seconds; pass None to leave the four duration
-    features out (WeSpeaker's ``drop_duration``). A trial whose key has no
-    duration is an error naming the score file line.
+    maps utterance keys to seconds; pass None to leave the duration features
+    out (WeSpeaker's ``drop_duration``). A trial whose key has no duration is
+    an error naming the score file line. ``feature_set`` ``"wespeaker"``
+    (default) builds WeSpeaker's symmetrised measures from the score-norm
+    columns; ``"lap"`` the LAP measures (module docstring) from ``durations``
+    (not capped) and ``embeddings``, an
+    :class:`~wespk.scoring.cosine.EmbeddingSet` of the raw embeddings of every
+    trial utterance.
     """
+    names = factor_names(feature_set, durations is not None)
     if score_norm.quality is None:
         raise ValueError(f"{score_norm.path}: not a score-norm file (no magnitude / cohort-mean columns)")
     columns: List[List[str]] = [list(score_norm.score_text)]
     values: List[np.ndarray] = [score_norm.scores]
+    labels = list(score_norm.labels) if score_norm.labels is not None else [UNKNOWN_LABEL] * len(score_norm)
+    if feature_set == "lap":
+        texts, numbers = _lap_factors(score_norm, durations, embeddings)
+        return CalibrationFactors(path=score_norm.path, enroll=list(score_norm.enroll), test=list(score_norm.test),
+                                  labels=labels, features=np.stack(values + numbers, axis=1),
+                                  feature_text=columns + texts, line_numbers=score_norm.line_numbers,
+                                  feature_names=names)
     pairs = []
     if durations is not None:
-        try:
-            enroll_dur = np.fromiter((durations[k] for k in score_norm.enroll), np.float64, len(score_norm))
-            test_dur = np.fromiter((durations[k] for k in score_norm.test), np.float64, len(score_norm))
-        except KeyError:
-            for row, (enroll, test) in enumerate(zip(score_norm.enroll, score_norm.test)):
-                for key in (enroll, test):
-                    if key not in durations:
-                        raise DataFileError(score_norm.path, score_norm.line_of(row),
-                                            f"no duration (utt2dur) for {key!r}") from None
-            raise
+        enroll_dur, test_dur = _trial_durations(score_norm, durations)
         pairs.append((np.minimum(enroll_dur, max_dur), np.minimum(test_dur, max_dur), "duration"))
     quality = score_norm.quality
     pairs.append((quality[:, 0], quality[:, 1], "magnitude"))
@@ -136,8 +212,6 @@ def gather_factors(score_norm: ScoreTable, durations: Optional[Mapping[str, floa
         columns += texts
         values += numbers
     features = np.stack(values, axis=1)
-    names = FACTOR_NAMES if durations is not None else (FACTOR_NAMES[:1] + FACTOR_NAMES[5:])
-    labels = list(score_norm.labels) if score_norm.labels is not None else [UNKNOWN_LABEL] * len(score_norm)
     return CalibrationFactors(path=score_norm.path, enroll=list(score_norm.enroll), test=list(score_norm.test),
                               labels=labels, features=features, feature_text=columns,
                               line_numbers=score_norm.line_numbers, feature_names=names)
@@ -150,12 +224,15 @@ def write_factors(path: PathLike, factors: CalibrationFactors) -> None:
                      for fields in zip(factors.enroll, factors.test, factors.labels, *factors.feature_text))
 
 
-def read_factors(path: PathLike) -> CalibrationFactors:
-    """Read a factor file (``enroll test label score f1 ... fK``, 9 or 13 numeric columns)."""
-    table = read_text_table(path, (12, 16), "calibration factor file")
+def read_factors(path: PathLike, feature_set: str = "wespeaker") -> CalibrationFactors:
+    """Read a factor file (``enroll test label score f1 ... fK``) of ``feature_set``.
+
+    WeSpeaker's files have 13 numeric columns (9 without durations), LAP's 9 (7).
+    """
+    layouts = {len(factor_names(feature_set, with_duration)) + 3: with_duration for with_duration in (True, False)}
+    table = read_text_table(path, tuple(sorted(layouts)), f"{feature_set} calibration factor file")
     labels = check_label_column(table, 2, allow_unknown=True)
-    num_features = table.num_columns - 3
-    names = FACTOR_NAMES if num_features == 13 else (FACTOR_NAMES[:1] + FACTOR_NAMES[5:])
+    names = factor_names(feature_set, layouts[table.num_columns])
     features = np.stack([parse_float_column(table, 3 + i, name) for i, name in enumerate(names)], axis=1)
     return CalibrationFactors(path=table.path, enroll=table.columns[0], test=table.columns[1], labels=labels,
                               features=features, feature_text=table.columns[3:],
@@ -202,7 +279,7 @@ class TrainingResult:
 
 
 def train_qmf(features: np.ndarray, is_target: np.ndarray, max_epochs: int = 50, lr: float = 0.01,
-              min_improvement: float = 1e-4) -> TrainingResult:
+              min_improvement: float = 1e-4, standardize: bool = False) -> TrainingResult:
     """Fit the QMF linear model on labelled feature rows by minimising Cllr.
 
     ``features`` is ``[N, D]`` (score first), ``is_target`` a boolean array.
@@ -211,6 +288,13 @@ def train_qmf(features: np.ndarray, is_target: np.ndarray, max_epochs: int = 50,
     iterations, history kept across steps); training stops when the loss that
     ``step`` returns (the loss at the start of the step) is less than
     ``min_improvement`` below the best so far.
+
+    With ``standardize`` the fit runs on features centred and scaled by their
+    mean and standard deviation over the training rows (needed for the lap
+    measures, whose L1 norms are in the hundreds: from weights ``1/D`` the
+    first LBFGS step diverges), and the scaling is folded back into the
+    returned weights and bias, so the model applies to the raw features. Off
+    (the default) it is WeSpeaker's procedure exactly.
     """
     features = np.asarray(features, dtype=np.float64)
     is_target = np.asarray(is_target, dtype=bool)
@@ -223,9 +307,18 @@ def train_qmf(features: np.ndarray, is_target: np.ndarray, max_epochs: int = 50,
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train_qmf_single_thread(features, is_target, max_epochs, lr, min_improvement)
+        if not standardize:
+            return _train_qmf_single_thread(features, is_target, max_epochs, lr, min_improvement)
+        centre = features.mean(axis=0)
+        scale = features.std(axis=0)
+        scale[scale == 0] = 1.0
+        result = _train_qmf_single_thread((features - centre) / scale, is_target, max_epochs, lr, min_improvement)
     finally:
         torch.set_num_threads(threads)
+    weight = result.state_dict["linear.weight"] / torch.from_numpy(scale)
+    bias = result.state_dict["linear.bias"] - (weight * torch.from_numpy(centre)).sum()
+    result.state_dict = {"linear.weight": weight, "linear.bias": bias.reshape(1)}
+    return result
 
 
 def _train_qmf_single_thread(features: np.ndarray, is_target: np.ndarray, max_epochs: int, lr: float,

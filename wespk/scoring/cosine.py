@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -154,6 +154,15 @@ class EmbeddingSet:
         keys, matrix = read_embeddings(scp_path)
         logger.info("read %d embeddings of dimension %d from %s", len(keys), matrix.shape[1], scp_path)
         return cls(str(scp_path), keys, matrix)
+
+    @classmethod
+    def from_scps(cls, scp_paths: Sequence[PathLike]) -> "EmbeddingSet":
+        """The embeddings of several scp files as one set (a key in two of them is an error)."""
+        if len(scp_paths) == 1:
+            return cls.from_scp(scp_paths[0])
+        sets = [cls.from_scp(path) for path in scp_paths]
+        return cls(" + ".join(s.source for s in sets), [key for s in sets for key in s.keys],
+                   np.concatenate([s.matrix for s in sets]))
 
     @property
     def dim(self) -> int:
