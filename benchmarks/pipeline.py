@@ -37,6 +37,7 @@ DEFAULT_CORPUS = "/work/shared/data/dev_corpus"
 def prepare_inputs(data_dir: str, work_dir: str, utts_per_shard: int, seed: int) -> Dict[str, str]:
     """Data dir (imported when ``data_dir`` is a folder of speakers), shards, noise and RIRs."""
     from wespk.augment.noise_sets import build_noise_set, build_rir_set
+    from wespk.data.data_dir import audio_by_speaker
     from wespk.data.importers import prepare_data_dir
     from wespk.data.data_dir import read_data_dir
     from wespk.data.shards import write_shard
@@ -70,7 +71,7 @@ def prepare_inputs(data_dir: str, work_dir: str, utts_per_shard: int, seed: int)
     with atomic_output(shard_list) as f:
         f.write("".join(p + "\n" for p in shard_paths))
     noise_dir, rir_dir = os.path.join(work_dir, "noise"), os.path.join(work_dir, "rirs")
-    build_noise_set(noise_dir, kaldi_dir, num_coloured=10, num_babble=10, seed=seed)
+    build_noise_set(noise_dir, audio_by_speaker(kaldi_dir), num_coloured=10, num_babble=10, seed=seed)
     build_rir_set(rir_dir, num_rirs=20, seed=seed + 1)
     return {"data_dir": kaldi_dir, "shard_list": shard_list, "noise": noise_dir, "rirs": rir_dir}
 

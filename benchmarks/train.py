@@ -236,6 +236,7 @@ def prepare_training_data(work_dir: str, corpus_dir: str, seed: int) -> Dict[str
     Returns the paths: ``raw_list``, ``utt2spk``, ``noise``, ``rirs``.
     """
     from wespk.augment.noise_sets import build_noise_set, build_rir_set
+    from wespk.data.data_dir import audio_by_speaker
     from wespk.data.importers import prepare_data_dir
     from wespk.io.files import atomic_output, read_kaldi_map
 
@@ -249,7 +250,7 @@ def prepare_training_data(work_dir: str, corpus_dir: str, seed: int) -> Dict[str
             f.write(json.dumps({"key": key, "wav": wav_scp[key], "spk": spk}) + "\n")
     noise_dir = os.path.join(work_dir, "data", "noise")
     rir_dir = os.path.join(work_dir, "data", "rirs")
-    build_noise_set(noise_dir, data_dir, num_coloured=6, num_babble=6, seed=seed)
+    build_noise_set(noise_dir, audio_by_speaker(data_dir), num_coloured=6, num_babble=6, seed=seed)
     build_rir_set(rir_dir, num_rirs=12, seed=seed + 1)
     return {"raw_list": raw_list, "utt2spk": os.path.join(data_dir, "utt2spk"),
             "noise": noise_dir, "rirs": rir_dir}

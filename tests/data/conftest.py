@@ -80,8 +80,9 @@ def make_shards():
 def noise_dirs(data_dir, tmp_path_factory):
     """``(noise_dir, rir_dir)``: coloured noise, babble, and three simulated RIRs."""
     from wespk.augment.noise_sets import build_noise_set, build_rir_set
+    from wespk.data.data_dir import audio_by_speaker
     out = tmp_path_factory.mktemp("noise")
-    build_noise_set(str(out / "noise"), data_dir, num_coloured=3, num_babble=2, babble_speakers=(3, 4),
+    build_noise_set(str(out / "noise"), audio_by_speaker(data_dir), num_coloured=3, num_babble=2, babble_speakers=(3, 4),
                     duration=4.0, seed=3)
     build_rir_set(str(out / "rirs"), num_rirs=3, seed=4, rt60_range=(0.2, 0.5))
     return str(out / "noise"), str(out / "rirs")

@@ -15,13 +15,13 @@ Each set is a Kaldi-style dir: ``audio/*.wav`` (or ``.flac``), ``wav.scp``,
 
 import logging
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile
 
-from wespk.io.audio import AudioError, read_audio_span, ref_from_wav_scp_value, resample
-from wespk.io.files import atomic_output, read_kaldi_map, write_kaldi_map
+from wespk.io.audio import AudioError, AudioRef, read_audio_span, resample
+from wespk.io.files import atomic_output, write_kaldi_map
 
 logger = logging.getLogger(__name__)
 
@@ -60,26 +60,13 @@ def _write_audio(path: str, samples: np.ndarray, sample_rate: int, subtype: str 
                         subtype=subtype)
 
 
-def _speaker_utterances(train_data: str) -> Dict[str, List[str]]:
-    wav_scp = read_kaldi_map(os.path.join(train_data, "wav.scp"))
-    utt2spk = read_kaldi_map(os.path.join(train_data, "utt2spk"))
-    if os.path.isfile(os.path.join(train_data, "segments")):
-        raise ValueError(f"{train_data}: babble from a data dir with segments is not supported; "
-                         "use a data dir of whole files")
-    by_speaker: Dict[str, List[str]] = {}
-    for utt, value in wav_scp.items():
-        if utt in utt2spk:
-            by_speaker.setdefault(utt2spk[utt], []).append(value)
-    return dict(sorted(by_speaker.items()))
-
-
-def _speech_track(sources: List[str], base_dir: str, num_samples: int, sample_rate: int,
+def _speech_track(sources: Sequence[AudioRef], num_samples: int, sample_rate: int,
                   rng: np.random.Generator) -> np.ndarray:
     """``num_samples`` of one speaker's speech: shuffled utterances joined, repeated."""
     pieces, total = [], 0
     for index in rng.permutation(len(sources)):
         try:
-            audio, rate = read_audio_span(ref_from_wav_scp_value(sources[int(index)], base_dir=base_dir))
+            audio, rate = read_audio_span(sources[int(index)])
         except AudioError as e:
             logger.warning("babble: skipping %s", e)
             continue
@@ -95,14 +82,17 @@ def _speech_track(sources: List[str], base_dir: str, num_samples: int, sample_ra
     return np.tile(track, num_samples // len(track) + 1)[:num_samples]
 
 
-def build_noise_set(out_dir: str, train_data: Optional[str] = None, num_coloured: int = 20,
+def build_noise_set(out_dir: str, speech: Optional[Mapping[str, Sequence[AudioRef]]] = None,
+                    num_coloured: int = 20,
                     num_babble: int = 20, babble_speakers: Tuple[int, int] = (3, 7),
                     num_speech: int = 0, duration: float = 10.0, sample_rate: int = 16000,
                     seed: int = 7, audio_format: str = "wav") -> int:
     """Write a noise set into ``out_dir``; returns the number of files.
 
-    Babble and speech need ``train_data`` (a Kaldi data dir with wav.scp and
-    utt2spk); coloured noise cycles through :data:`NOISE_COLOURS`. Files are
+    Babble and speech need ``speech``: training speakers and the audio of
+    their utterances (from a data dir:
+    :func:`wespk.data.data_dir.audio_by_speaker`); coloured noise cycles
+    through :data:`NOISE_COLOURS`. Files are
     16-bit WAV by default: the pipeline reads random spans of them, which
     WAV allows without decoding from a seek point as FLAC needs.
     """
@@ -125,25 +115,25 @@ def build_noise_set(out_dir: str, train_data: Optional[str] = None, num_coloured
         colour = colours[i % len(colours)]
         add(f"noise-{colour}-{i:04d}", "noise", coloured_noise(colour, num_samples, rng))
 
-    if (num_babble or num_speech) and not train_data:
-        raise ValueError("babble and speech noise need train_data (a data dir of training speech)")
+    if (num_babble or num_speech) and not speech:
+        raise ValueError("babble and speech noise need the speech of training speakers (a data dir)")
     if num_babble or num_speech:
-        by_speaker = _speaker_utterances(train_data)
+        by_speaker = {spk: list(speech[spk]) for spk in sorted(speech, key=lambda s: s.encode("utf-8"))}
         speakers = list(by_speaker)
         low, high = babble_speakers
         if len(speakers) < low:
-            raise ValueError(f"{train_data}: {len(speakers)} speakers, babble needs at least {low}")
+            raise ValueError(f"the training speech has {len(speakers)} speakers, babble needs at least {low}")
         for i in range(num_babble):
             count = int(rng.integers(low, min(high, len(speakers)) + 1))
             chosen = rng.choice(len(speakers), size=count, replace=False)
             mix = np.zeros(num_samples, dtype=np.float64)
             for s in chosen:
-                track = _speech_track(by_speaker[speakers[int(s)]], train_data, num_samples, sample_rate, rng)
+                track = _speech_track(by_speaker[speakers[int(s)]], num_samples, sample_rate, rng)
                 mix += track / (np.sqrt(np.mean(track.astype(np.float64) ** 2)) + 1e-12)
             add(f"babble-{i:04d}", "babble", mix.astype(np.float32))
         for i in range(num_speech):
             speaker = speakers[int(rng.integers(len(speakers)))]
-            track = _speech_track(by_speaker[speaker], train_data, num_samples, sample_rate, rng)
+            track = _speech_track(by_speaker[speaker], num_samples, sample_rate, rng)
             add(f"speech-{i:04d}", "speech", track)
 
     write_kaldi_map(os.path.join(out_dir, "wav.scp"), wav_scp)

@@ -16,6 +16,7 @@ import logging
 import sys
 
 from wespk.augment.noise_sets import build_noise_set, build_rir_set
+from wespk.data.data_dir import audio_by_speaker
 
 logger = logging.getLogger("wespk.bin.make_noise_set")
 
@@ -57,7 +58,8 @@ def main(argv=None) -> int:
         logger.info("no --train-data: making coloured noise only")
         args.num_babble = args.num_speech = 0
     try:
-        count = build_noise_set(f"{args.out_dir}/noise", args.train_data, args.num_coloured,
+        speech = audio_by_speaker(args.train_data) if args.train_data else None
+        count = build_noise_set(f"{args.out_dir}/noise", speech, args.num_coloured,
                                 args.num_babble, (low, high), args.num_speech, args.duration,
                                 args.sample_rate, args.seed, args.format)
         logger.info("wrote %d noise files to %s/noise", count, args.out_dir)
