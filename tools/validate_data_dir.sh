@@ -17,6 +17,9 @@
 #   - the audio files of wav.scp exist (unless --no-wav-check).
 # On failure prints one "DIR/FILE:LINE: problem" message per problem (at most
 # a few per file) and exits 1; otherwise prints a one-line OK summary.
+# wespk.data.data_dir.validate_data_dir makes the same checks with the same
+# messages in Python, and wespk's data-dir reader and tools apply the same
+# segment rule (0 <= start < end; no "end <= 0 means the end of the file").
 # Flags take no value (as in Kaldi's validate_data_dir.sh), so they are read
 # here rather than by tools/parse_options.sh.
 set -euo pipefail
