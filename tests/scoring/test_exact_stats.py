@@ -88,3 +88,28 @@ def test_score_norm_files_are_byte_identical_for_threads_and_chunk_rows(tmp_path
         outputs.append(output.read_bytes())
     assert len(outputs[0].splitlines()) == 4000
     assert all(output == outputs[0] for output in outputs[1:])
+
+
+def test_streamed_files_equal_the_in_memory_path(tmp_path, monkeypatch):
+    import wespk.scoring.score_norm as score_norm
+    from wespk.scoring.cosine import EmbeddingSet, score_trial_file
+
+    embeddings, cohort = random_set(6, 300, 60, 32)
+    keys = [f"utt{i:04d}" for i in range(len(embeddings))]
+    write_embeddings(tmp_path / "eval.ark", tmp_path / "eval.scp", zip(keys, embeddings))
+    rng = np.random.default_rng(7)
+    trials = tmp_path / "trials"
+    trials.write_text("".join(f"{keys[a]} {keys[b]} {'target' if a % 5 == 0 else 'nontarget'}\n"
+                              for a, b in rng.integers(0, len(keys), (2000, 2))))
+    embedding_set = EmbeddingSet.from_scp(tmp_path / "eval.scp")
+    assert score_trial_file(trials, tmp_path / "whole.score", embedding_set) == 2000
+    score_trial_file(trials, tmp_path / "pieces.score", embedding_set, chunk_bytes=700)
+    assert (tmp_path / "pieces.score").read_bytes() == (tmp_path / "whole.score").read_bytes()
+    outputs = []
+    for keep, chunk_bytes in ((score_norm.KEEP_IN_MEMORY_BYTES, 1 << 20), (0, 900)):
+        monkeypatch.setattr(score_norm, "KEEP_IN_MEMORY_BYTES", keep)
+        output = tmp_path / f"normed_{keep}"
+        score_norm.normalize_score_files([tmp_path / "whole.score"], [output], embedding_set.row_of, "eval",
+                                         embedding_set.matrix, cohort, 20, progress=False, chunk_bytes=chunk_bytes)
+        outputs.append(output.read_bytes())
+    assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 2000

@@ -116,3 +116,28 @@ def test_round_like_format_equals_parsing_the_text():
     result = round_like_format(values, text, 4)
     assert np.array_equal(result, expected)
     assert np.array_equal(np.signbit(result), np.signbit(expected))
+
+
+def test_chunked_readers_equal_the_whole_file_readers(tmp_path):
+    from wespk.io.trials import iter_trials
+    from wespk.scoring.score_files import iter_score_file
+
+    lines = [f"u{i} v{i % 7} {'target' if i % 3 == 0 else 'nontarget'}\n" if i % 11 else "\n" for i in range(400)]
+    path = write(tmp_path, "trials", "".join(lines).rstrip("\n"))  # blank lines, no final newline
+    whole = read_trials(path)
+    for chunk_bytes in (5, 64, 1000, 1 << 20):
+        pieces = list(iter_trials(path, chunk_bytes))
+        assert [key for piece in pieces for key in piece.enroll] == whole.enroll
+        assert [label for piece in pieces for label in piece.labels] == whole.labels
+        assert np.array_equal(np.concatenate([piece.line_numbers for piece in pieces]), whole.line_numbers)
+    scores = write(tmp_path, "scores", "".join(f"u{i} v{i} {i / 7:.5f} target\n" for i in range(300)))
+    pieces = list(iter_score_file(scores, chunk_bytes=100))
+    assert len(pieces) > 10
+    np.testing.assert_array_equal(np.concatenate([p.scores for p in pieces]), read_score_file(scores).scores)
+    # an error in a later piece names the line of the whole file
+    bad = write(tmp_path, "bad", "".join(lines) + "a b target extra\n")
+    with pytest.raises(DataFileError) as error:
+        list(iter_trials(bad, 64))
+    assert error.value.line_no == 401 and "has 4 fields but line 2 has 3" in str(error.value)
+    with pytest.raises(DataFileError, match="empty trial list"):
+        list(iter_trials(write(tmp_path, "blank", "\n \n"), 1))

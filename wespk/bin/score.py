@@ -17,9 +17,7 @@ import sys
 import time
 
 from wespk.io.files import DataFileError
-from wespk.scoring.cosine import EmbeddingSet, load_mean_vector, mean_from_scp, save_mean_vector, score_trials
-from wespk.io.trials import read_trials
-from wespk.scoring.score_files import write_score_file
+from wespk.scoring.cosine import EmbeddingSet, load_mean_vector, mean_from_scp, save_mean_vector, score_trial_file
 from wespk.utils.logs import setup_logging
 
 logger = logging.getLogger("wespk.bin.score")
@@ -66,10 +64,8 @@ def main(argv=None) -> int:
         if args.save_mean:
             save_mean_vector(args.save_mean, mean_vec)
         for trials_path, output_path in zip(args.trials, args.output):
-            trials = read_trials(trials_path)
-            scores, _, _ = score_trials(trials, embeddings, mean_vec, args.length_norm)
-            write_score_file(output_path, trials.enroll, trials.test, scores, trials.labels, args.decimals)
-            logger.info("scored %d trials of %s -> %s", len(trials), trials_path, output_path)
+            count = score_trial_file(trials_path, output_path, embeddings, mean_vec, args.length_norm, args.decimals)
+            logger.info("scored %d trials of %s -> %s", count, trials_path, output_path)
         logger.info("done in %.2f s", time.perf_counter() - start)
     except (DataFileError, ValueError) as e:
         print(f"wespk.bin.score: error: {e}", file=sys.stderr)

@@ -20,12 +20,9 @@ import logging
 import sys
 import time
 
-import numpy as np
-
 from wespk.io.files import DataFileError
 from wespk.scoring.cosine import EmbeddingSet, load_mean_vector, mean_from_scp, prepare_embeddings
-from wespk.scoring.score_files import index_trial_keys, read_score_file, write_score_norm_file
-from wespk.scoring.score_norm import DEFAULT_CHUNK_ROWS, asnorm, snorm
+from wespk.scoring.score_norm import DEFAULT_CHUNK_ROWS, normalize_score_files
 from wespk.utils.logs import setup_logging
 
 logger = logging.getLogger("wespk.bin.score_norm")
@@ -82,29 +79,10 @@ def main(argv=None) -> int:
         eval_matrix = prepare_embeddings(embeddings.matrix, mean_vec, args.length_norm)
         cohort_matrix = prepare_embeddings(cohort.matrix, mean_vec, args.length_norm)
 
-        tables, rows = [], []
-        for input_path in args.input:
-            table = read_score_file(input_path)
-            tables.append(table)
-            rows.append(index_trial_keys(table.trial_list(), embeddings.row_of, args.embeddings))
-        all_enroll = np.concatenate([r[0] for r in rows])
-        all_test = np.concatenate([r[1] for r in rows])
-        all_scores = np.concatenate([t.scores for t in tables])
-        progress = not args.no_progress
-        if args.method == "asnorm":
-            result = asnorm(all_scores, all_enroll, all_test, eval_matrix, cohort_matrix, args.top_n,
-                            args.chunk_rows, progress, args.device)
-        else:
-            result = snorm(all_scores, all_enroll, all_test, eval_matrix, cohort_matrix, args.chunk_rows, progress,
-                           args.device)
-
-        boundaries = np.cumsum([len(t) for t in tables])[:-1]
-        for table, (enroll_rows, test_rows), normed, output_path in zip(
-                tables, rows, np.split(result.scores, boundaries), args.output):
-            write_score_norm_file(output_path, table.enroll, table.test, normed, table.labels,
-                                  result.magnitude[enroll_rows], result.magnitude[test_rows],
-                                  result.mean[enroll_rows], result.mean[test_rows])
-            logger.info("%s: %d trials -> %s", table.path, len(table), output_path)
+        embeddings.matrix = None  # only the prepared copy is needed from here on
+        normalize_score_files(args.input, args.output, embeddings.row_of, args.embeddings, eval_matrix, cohort_matrix,
+                              args.top_n if args.method == "asnorm" else None, args.chunk_rows,
+                              not args.no_progress, args.device)
         logger.info("done in %.2f s", time.perf_counter() - start)
     except (DataFileError, ValueError) as e:
         print(f"wespk.bin.score_norm: error: {e}", file=sys.stderr)

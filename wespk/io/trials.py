@@ -70,6 +70,82 @@ def _fields_per_line(data: bytes, text: str, num_tokens: int) -> np.ndarray:
     return counts
 
 
+#: Bytes read at a time by the chunked readers (about 500,000 trial lines).
+DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024
+
+
+def _parse_table(path: Path, data: bytes, allowed_widths: Sequence[int], what: str, first_line: int,
+                 first_width: Optional[Tuple[int, int]]) -> Optional[TextTable]:
+    """The fields of ``data`` (whole lines starting at line ``first_line``), or None when it is blank.
+
+    ``first_width`` is ``(width, line)`` of the file's first non-blank line when
+    it lies before ``data``.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line_no = first_line + data[:e.start].count(b"\n")
+        raise DataFileError(path, line_no, f"not valid UTF-8: {e.reason}") from None
+    tokens = text.split()
+    if not tokens:
+        return None
+    counts = _fields_per_line(data, text, len(tokens))
+    rows = np.flatnonzero(counts)
+    widths = counts[rows]
+    width, width_line = first_width or (int(widths[0]), first_line + int(rows[0]))
+    wrong = np.flatnonzero(widths != width)
+    if width not in allowed_widths or len(wrong):
+        row = 0 if width not in allowed_widths else int(wrong[0])
+        line = text.split("\n")[int(rows[row])].strip()
+        expected = " or ".join(str(w) for w in allowed_widths)
+        if width in allowed_widths:
+            problem = (f"{what} line has {int(widths[row])} fields but line {width_line} has "
+                       f"{width}; every line needs the same layout: {line!r}")
+        else:
+            problem = f"expected {expected} fields in a {what}, got {int(widths[row])}: {line!r}"
+        raise DataFileError(path, first_line + int(rows[row]), problem)
+    columns = [tokens[i::width] for i in range(width)]
+    return TextTable(path=str(path), columns=columns, line_numbers=rows + first_line)
+
+
+def iter_text_table(path: PathLike, allowed_widths: Sequence[int], what: str,
+                    chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[TextTable]:
+    """:func:`read_text_table` in consecutive pieces of about ``chunk_bytes`` bytes (whole lines).
+
+    Memory stays bounded whatever the length of the file; line numbers and
+    errors are those of the whole file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(path, None, "file not found")
+    first_width = None
+    first_line = 1
+    with open(path, "rb") as f:
+        tail = b""
+        while True:
+            block = f.read(chunk_bytes)
+            data = tail + block
+            if block:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:  # no newline yet: one very long line
+                    tail = data
+                    continue
+                data, tail = data[:cut], data[cut:]
+            else:
+                tail = b""
+            if data:
+                table = _parse_table(path, data, allowed_widths, what, first_line, first_width)
+                if table is not None:
+                    if first_width is None:
+                        first_width = (table.num_columns, int(table.line_numbers[0]))
+                    yield table
+                first_line += data.count(b"\n")
+            if not block:
+                break
+    if first_width is None:
+        raise DataFileError(path, None, f"empty {what}")
+
+
 def read_text_table(path: PathLike, allowed_widths: Sequence[int], what: str) -> TextTable:
     """Read a file whose non-blank lines all have the same number of fields.
 
@@ -80,33 +156,10 @@ def read_text_table(path: PathLike, allowed_widths: Sequence[int], what: str) ->
     path = Path(path)
     if not path.is_file():
         raise DataFileError(path, None, "file not found")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line_no = data[:e.start].count(b"\n") + 1
-        raise DataFileError(path, line_no, f"not valid UTF-8: {e.reason}") from None
-    tokens = text.split()
-    if not tokens:
+    table = _parse_table(path, path.read_bytes(), allowed_widths, what, 1, None)
+    if table is None:
         raise DataFileError(path, None, f"empty {what}")
-    counts = _fields_per_line(data, text, len(tokens))
-    rows = np.flatnonzero(counts)
-    widths = counts[rows]
-    width = int(widths[0])
-    wrong = np.flatnonzero(widths != width)
-    if width not in allowed_widths or len(wrong):
-        row = 0 if width not in allowed_widths else int(wrong[0])
-        line_no = int(rows[row]) + 1
-        line = text.split("\n")[line_no - 1].strip()
-        expected = " or ".join(str(w) for w in allowed_widths)
-        if width in allowed_widths:
-            problem = (f"{what} line has {int(widths[row])} fields but line {int(rows[0]) + 1} has "
-                       f"{width}; every line needs the same layout: {line!r}")
-        else:
-            problem = f"expected {expected} fields in a {what}, got {int(widths[row])}: {line!r}"
-        raise DataFileError(path, line_no, problem)
-    columns = [tokens[i::width] for i in range(width)]
-    return TextTable(path=str(path), columns=columns, line_numbers=rows + 1)
+    return table
 
 
 def check_label_column(table: TextTable, column: int, allow_unknown: bool = False) -> List[str]:
@@ -152,6 +205,18 @@ class TrialList:
         return labels_to_targets(self.labels)
 
 
+def _trial_list(table: TextTable) -> TrialList:
+    labels = check_label_column(table, 2) if table.num_columns == 3 else None
+    return TrialList(path=table.path, enroll=table.columns[0], test=table.columns[1],
+                     labels=labels, line_numbers=table.line_numbers)
+
+
+def iter_trials(path: PathLike, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[TrialList]:
+    """:func:`read_trials` in consecutive pieces (whole lines, file order), for lists of any length."""
+    for table in iter_text_table(path, (2, 3), "trial list", chunk_bytes):
+        yield _trial_list(table)
+
+
 def read_trials(path: PathLike) -> TrialList:
     """Read a trial list, ``enroll test [target|nontarget]`` per line, in file order.
 
@@ -159,7 +224,4 @@ def read_trials(path: PathLike) -> TrialList:
     missing or empty file is a :class:`~wespk.io.files.DataFileError` naming the
     file and the line.
     """
-    table = read_text_table(path, (2, 3), "trial list")
-    labels = check_label_column(table, 2) if table.num_columns == 3 else None
-    return TrialList(path=table.path, enroll=table.columns[0], test=table.columns[1],
-                     labels=labels, line_numbers=table.line_numbers)
+    return _trial_list(read_text_table(path, (2, 3), "trial list"))

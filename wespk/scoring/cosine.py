@@ -18,7 +18,8 @@ import numpy as np
 
 from wespk.io.embeddings import read_embeddings
 from wespk.io.files import atomic_output
-from wespk.scoring.score_files import TrialList, index_trial_keys
+from wespk.io.trials import DEFAULT_CHUNK_BYTES, TrialList, iter_trials
+from wespk.scoring.score_files import index_trial_keys, score_lines
 from wespk.utils.parallel import for_row_ranges
 
 logger = logging.getLogger(__name__)
@@ -196,3 +197,20 @@ def score_trials(trials: TrialList, embeddings: EmbeddingSet, mean_vec: Optional
     prepared = prepare_embeddings(embeddings.matrix[used], mean_vec, length_norm)
     scores = cosine_scores(prepared, compact[enroll_rows], compact[test_rows])
     return scores, enroll_rows, test_rows
+
+
+def score_trial_file(trials_path: PathLike, output_path: PathLike, embeddings: EmbeddingSet,
+                     mean_vec: Optional[np.ndarray] = None, length_norm: bool = False, decimals: Optional[int] = 5,
+                     chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Cosine-score a trial list into ``enroll test score [label]`` lines, a piece of the list at a time.
+
+    Memory does not grow with the number of trials; each score is the one
+    :func:`score_trials` gives for the whole list. Returns the number of trials.
+    """
+    count = 0
+    with atomic_output(output_path) as f:
+        for trials in iter_trials(trials_path, chunk_bytes):
+            scores, _, _ = score_trials(trials, embeddings, mean_vec, length_norm)
+            f.writelines(score_lines(trials.enroll, trials.test, scores, trials.labels, decimals))
+            count += len(trials)
+    return count

@@ -19,16 +19,20 @@ import logging
 import operator
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from wespk.io.files import DataFileError, atomic_output
-from wespk.io.trials import TextTable, TrialList, check_label_column, labels_to_targets, read_text_table
+from wespk.io.trials import (DEFAULT_CHUNK_BYTES, TextTable, TrialList, check_label_column, iter_text_table,
+                             labels_to_targets, read_text_table)
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
+
+#: Field counts of a score file: with or without label, plus the four score-norm columns.
+SCORE_FILE_WIDTHS = (3, 4, 7, 8)
 
 
 def parse_float_column(table: TextTable, column: int, name: str) -> np.ndarray:
@@ -94,7 +98,17 @@ def read_score_file(path: PathLike, require_labels: bool = False) -> ScoreTable:
 
     Column 3 is the score, column 4 the label (``target`` or ``nontarget``).
     """
-    table = read_text_table(path, (3, 4, 7, 8), "score file")
+    return _score_table(read_text_table(path, SCORE_FILE_WIDTHS, "score file"), require_labels)
+
+
+def iter_score_file(path: PathLike, require_labels: bool = False,
+                    chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[ScoreTable]:
+    """:func:`read_score_file` in consecutive pieces (whole lines, file order), for files of any length."""
+    for table in iter_text_table(path, SCORE_FILE_WIDTHS, "score file", chunk_bytes):
+        yield _score_table(table, require_labels)
+
+
+def _score_table(table: TextTable, require_labels: bool) -> ScoreTable:
     width = table.num_columns
     has_label = width in (4, 8)
     if require_labels and not has_label:
@@ -147,14 +161,9 @@ def round_like_format(values: np.ndarray, text: Sequence[str], decimals: int) ->
     return result
 
 
-def write_score_file(path: PathLike, enroll: Sequence[str], test: Sequence[str], scores: Union[np.ndarray, Sequence[str]],
-                     labels: Optional[Sequence[str]] = None, decimals: Optional[int] = 5) -> None:
-    """Write ``enroll test score [label]`` lines atomically.
-
-    ``scores`` is an array (formatted with ``decimals`` decimals, or Python's
-    shortest round-trip form when ``decimals`` is None) or a list of
-    already-formatted strings.
-    """
+def score_lines(enroll: Sequence[str], test: Sequence[str], scores: Union[np.ndarray, Sequence[str]],
+                labels: Optional[Sequence[str]] = None, decimals: Optional[int] = 5) -> List[str]:
+    """The lines ``enroll test score [label]`` of :func:`write_score_file`."""
     if not (len(enroll) == len(test) == len(scores)) or (labels is not None and len(labels) != len(enroll)):
         raise ValueError("enroll, test, scores and labels must have the same length")
     if len(scores) and isinstance(scores[0], str):
@@ -165,8 +174,35 @@ def write_score_file(path: PathLike, enroll: Sequence[str], test: Sequence[str],
         values, score_format = np.asarray(scores, dtype=np.float64).tolist(), f"%.{decimals}f"
     columns = [enroll, test, values] + ([labels] if labels is not None else [])
     line_format = " ".join(["%s", "%s", score_format] + (["%s"] if labels is not None else [])) + "\n"
+    return [line_format % fields for fields in zip(*columns)]
+
+
+def write_score_file(path: PathLike, enroll: Sequence[str], test: Sequence[str], scores: Union[np.ndarray, Sequence[str]],
+                     labels: Optional[Sequence[str]] = None, decimals: Optional[int] = 5) -> None:
+    """Write ``enroll test score [label]`` lines atomically.
+
+    ``scores`` is an array (formatted with ``decimals`` decimals, or Python's
+    shortest round-trip form when ``decimals`` is None) or a list of
+    already-formatted strings.
+    """
+    lines = score_lines(enroll, test, scores, labels, decimals)
     with atomic_output(path) as f:
-        f.writelines([line_format % fields for fields in zip(*columns)])
+        f.writelines(lines)
+
+
+def score_norm_lines(enroll: Sequence[str], test: Sequence[str], normed_scores: np.ndarray,
+                     labels: Optional[Sequence[str]], enroll_mag: np.ndarray, test_mag: np.ndarray,
+                     enroll_cohort_mean: np.ndarray, test_cohort_mean: np.ndarray) -> List[str]:
+    """The lines of :func:`write_score_norm_file`."""
+    numbers = [np.asarray(v, dtype=np.float64).tolist()
+               for v in (enroll_mag, test_mag, enroll_cohort_mean, test_cohort_mean)]
+    columns = [enroll, test, np.asarray(normed_scores, dtype=np.float64).tolist()]
+    line_format = "%s %s %.5f"
+    if labels is not None:
+        columns.append(labels)
+        line_format += " %s"
+    line_format += " %.4f %.4f %.4f %.4f\n"
+    return [line_format % fields for fields in zip(*columns, *numbers)]
 
 
 def write_score_norm_file(path: PathLike, enroll: Sequence[str], test: Sequence[str], normed_scores: np.ndarray,
@@ -178,16 +214,10 @@ def write_score_norm_file(path: PathLike, enroll: Sequence[str], test: Sequence[
     test_cohort_mean`` with the score at 5 decimals and the rest at 4; the
     label field is left out when ``labels`` is None.
     """
-    numbers = [np.asarray(v, dtype=np.float64).tolist()
-               for v in (enroll_mag, test_mag, enroll_cohort_mean, test_cohort_mean)]
-    columns = [enroll, test, np.asarray(normed_scores, dtype=np.float64).tolist()]
-    line_format = "%s %s %.5f"
-    if labels is not None:
-        columns.append(labels)
-        line_format += " %s"
-    line_format += " %.4f %.4f %.4f %.4f\n"
+    lines = score_norm_lines(enroll, test, normed_scores, labels, enroll_mag, test_mag, enroll_cohort_mean,
+                             test_cohort_mean)
     with atomic_output(path) as f:
-        f.writelines([line_format % fields for fields in zip(*columns, *numbers)])
+        f.writelines(lines)
 
 
 def lookup_rows(key_to_row: Dict[str, int], keys: Sequence[str]) -> np.ndarray:

@@ -31,16 +31,22 @@ array indexing.
 """
 
 import logging
+import os
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from tqdm import tqdm
 
+from wespk.io.files import atomic_output
+from wespk.io.trials import DEFAULT_CHUNK_BYTES
 from wespk.scoring.device import resolve_scoring_device
+from wespk.scoring.score_files import index_trial_keys, iter_score_file, score_norm_lines
 from wespk.utils.parallel import for_row_ranges
 
 logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
 
 #: Utterances per block of the utterance x cohort score matrix (4096 x 5994 float64 = 196 MB, plus
 #: its float32 copy).
@@ -195,24 +201,43 @@ class ScoreNormResult:
     magnitude: np.ndarray
 
 
-def _normalize_with_cohort(scores, enroll_rows, test_rows, embeddings, cohort, top_n, chunk_rows, progress, device):
+def _rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``matrix[rows]`` for sorted unique ``rows``, without a copy when they are all the rows."""
+    return matrix if len(rows) == len(matrix) else matrix[rows]
+
+
+def used_row_statistics(embeddings: np.ndarray, used: np.ndarray, cohort: np.ndarray, top_n: Optional[int],
+                        chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = True,
+                        device: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cohort mean, std and magnitude (L2 norm) of the ``used`` rows of ``embeddings``, indexed by row.
+
+    Rows that are not used hold NaN. The magnitudes are taken in blocks, so no
+    temporary as large as the matrix is made.
+    """
     embeddings = np.asarray(embeddings, dtype=np.float32)
-    enroll_rows = np.asarray(enroll_rows, dtype=np.int64)
-    test_rows = np.asarray(test_rows, dtype=np.int64)
-    mask = np.zeros(embeddings.shape[0], dtype=bool)
-    mask[enroll_rows] = True
-    mask[test_rows] = True
-    used = np.flatnonzero(mask)  # sorted, like np.unique, without sorting a million trial rows
     logger.info("cohort statistics for %d utterances against %d cohort embeddings (top_n %s)",
                 len(used), len(cohort), "all" if top_n is None else top_n)
-    used_mean, used_std = cohort_score_stats(embeddings[used], cohort, top_n, chunk_rows, progress,
-                                            device=device)
+    used_mean, used_std = cohort_score_stats(_rows(embeddings, used), cohort, top_n, chunk_rows, progress,
+                                             device=device)
     mean = np.full(embeddings.shape[0], np.nan, dtype=np.float32)
     std = np.full(embeddings.shape[0], np.nan, dtype=np.float32)
     mean[used] = used_mean
     std[used] = used_std
     magnitude = np.full(embeddings.shape[0], np.nan, dtype=np.float32)
-    magnitude[used] = np.linalg.norm(embeddings[used], axis=1)
+    for start in range(0, len(used), 65536):
+        rows = used[start:start + 65536]
+        magnitude[rows] = np.linalg.norm(embeddings[rows], axis=1)
+    return mean, std, magnitude
+
+
+def _normalize_with_cohort(scores, enroll_rows, test_rows, embeddings, cohort, top_n, chunk_rows, progress, device):
+    enroll_rows = np.asarray(enroll_rows, dtype=np.int64)
+    test_rows = np.asarray(test_rows, dtype=np.int64)
+    mask = np.zeros(len(embeddings), dtype=bool)
+    mask[enroll_rows] = True
+    mask[test_rows] = True
+    used = np.flatnonzero(mask)  # sorted, like np.unique, without sorting a million trial rows
+    mean, std, magnitude = used_row_statistics(embeddings, used, cohort, top_n, chunk_rows, progress, device)
     normed = normalize_scores(scores, enroll_rows, test_rows, mean, std)
     return ScoreNormResult(scores=normed, mean=mean, std=std, magnitude=magnitude)
 
@@ -239,3 +264,48 @@ def snorm(scores: np.ndarray, enroll_rows: np.ndarray, test_rows: np.ndarray, em
     """Symmetric S-norm: like :func:`asnorm` with the whole cohort."""
     return _normalize_with_cohort(scores, enroll_rows, test_rows, embeddings, cohort, None, chunk_rows, progress,
                                   device)
+
+
+#: Score files up to this total size are parsed once and kept in memory; larger ones are read twice
+#: (once for the utterances they use, once to normalise and write), a chunk at a time.
+KEEP_IN_MEMORY_BYTES = 256 * 1024 ** 2
+
+
+def normalize_score_files(input_paths: Sequence[PathLike], output_paths: Sequence[PathLike], row_of: Dict[str, int],
+                          source: str, embeddings: np.ndarray, cohort: np.ndarray, top_n: Optional[int],
+                          chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = True, device: Optional[str] = None,
+                          chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+    """S-norm (``top_n`` None) or AS-norm of cosine score files into WeSpeaker's score-norm layout.
+
+    ``row_of`` maps keys to rows of ``embeddings`` (mean-subtracted, like
+    ``cohort``); ``source`` names them in errors. Cohort statistics are
+    computed once per utterance for all files together; the files are read
+    and written in pieces of ``chunk_bytes``, so memory does not grow with the
+    number of trials. The normalised score is computed from the score as
+    written in the input file.
+    """
+    keep = sum(os.path.getsize(path) for path in input_paths) <= KEEP_IN_MEMORY_BYTES
+
+    def pieces(path):
+        for table in iter_score_file(path, chunk_bytes=chunk_bytes):
+            yield (table, *index_trial_keys(table.trial_list(), row_of, source))
+
+    mask = np.zeros(len(embeddings), dtype=bool)
+    kept: Dict[str, list] = {}
+    for path in input_paths:
+        for table, enroll_rows, test_rows in pieces(path):
+            mask[enroll_rows] = True
+            mask[test_rows] = True
+            if keep:
+                kept.setdefault(str(path), []).append((table, enroll_rows, test_rows))
+    mean, std, magnitude = used_row_statistics(embeddings, np.flatnonzero(mask), cohort, top_n, chunk_rows,
+                                               progress, device)
+    for path, output_path in zip(input_paths, output_paths):
+        count = 0
+        with atomic_output(output_path) as f:
+            for table, enroll_rows, test_rows in (kept.get(str(path), []) if keep else pieces(path)):
+                normed = normalize_scores(table.scores, enroll_rows, test_rows, mean, std)
+                f.writelines(score_norm_lines(table.enroll, table.test, normed, table.labels, magnitude[enroll_rows],
+                                              magnitude[test_rows], mean[enroll_rows], mean[test_rows]))
+                count += len(table)
+        logger.info("%s: %d trials -> %s", path, count, output_path)
