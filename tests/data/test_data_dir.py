@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from wespk.data.data_dir import read_data_dir, read_raw_list, read_utterances, validate_data_dir
+from wespk.data.data_dir import (audio_by_speaker, read_data_dir, read_raw_list, read_utterances,
+                                  validate_data_dir)
 from wespk.data.records import Utterance
 from wespk.data.shards import index_shard, write_shards
 from wespk.io.audio import load_audio
@@ -81,6 +82,8 @@ def test_segments_cut_the_recording(work_dir):
     assert got_rate == rate
     np.testing.assert_array_equal(samples, full[int(1.5 * rate):int(2.0 * rate)])
     assert validate_data_dir(str(work_dir)) == []
+    by_speaker = audio_by_speaker(str(work_dir))  # what babble noise is made of
+    assert sum(len(refs) for refs in by_speaker.values()) == 6 and first.audio in by_speaker[first.speaker]
 
 
 def test_read_utterances_takes_every_form_extraction_takes(work_dir, tmp_path):

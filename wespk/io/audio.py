@@ -51,10 +51,12 @@ def _run_pipe(command: str) -> bytes:
 class AudioRef:
     """Where the audio of one utterance is.
 
-    ``path`` is a file, a pipe command ending in ``|``, or a tar shard. For a
-    shard member ``member_offset``/``member_size`` locate its bytes in an
-    uncompressed tar, or ``member_bytes`` holds them (compressed shards).
-    ``start``/``end`` (seconds) cut a segment out of a longer recording.
+    ``path`` is a file, a ``wav.scp`` command ending in ``|`` (run when the
+    audio is read), or a tar shard. For a shard member
+    ``member_offset``/``member_size`` locate its bytes in an uncompressed tar,
+    or ``member_bytes`` holds them (compressed shards). ``start``/``end``
+    (seconds, ``0 <= start < end``) cut a segment out of a longer recording;
+    None means the recording's start / end.
     """
 
     path: str
@@ -75,6 +77,7 @@ class AudioRef:
 
     @property
     def is_pipe(self) -> bool:
+        """Whether ``path`` is a command whose output is the audio."""
         return self.path.rstrip().endswith("|")
 
 
