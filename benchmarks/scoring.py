@@ -229,6 +229,21 @@ def baseline_cohort_stats_full_sort(embeddings: np.ndarray, cohort: np.ndarray, 
     return time.perf_counter() - start
 
 
+def baseline_fp32_cohort_matmul(embeddings: np.ndarray, cohort: np.ndarray, block_rows: int = 8192) -> float:
+    """The plain float32 product of the unit rows with the cohort, in blocks into a reused buffer (no selection).
+
+    The hardware bound of the cohort statistics: what ``score_norm`` is compared with.
+    """
+    e = embeddings / np.sqrt(np.sum(embeddings ** 2, axis=1, keepdims=True))
+    c = np.ascontiguousarray((cohort / np.sqrt(np.sum(cohort ** 2, axis=1, keepdims=True))).T)
+    buffer = np.empty((block_rows, c.shape[1]), dtype=np.float32)
+    start = time.perf_counter()
+    for row in range(0, len(e), block_rows):
+        block = e[row:row + block_rows]
+        np.matmul(block, c, out=buffer[:len(block)])
+    return time.perf_counter() - start
+
+
 def baseline_norm_loop(score_path: Path, row_of: Dict[str, int], embeddings: np.ndarray, mean: np.ndarray,
                        std: np.ndarray, limit: int) -> float:
     """score_norm.py's per-trial loop: parse, normalise, two norms, format one line."""
@@ -284,7 +299,11 @@ def baseline_metrics_per_line(score_path: Path) -> float:
 
 
 def benchmark_scale(name: str, work: Path, seed: int, repeats: int = 1) -> ScaleResult:
-    """Generate one scale's data, run the entry points, the in-process phases and the baselines."""
+    """Generate one scale's data, run the entry points, the in-process phases and the baselines.
+
+    ``xlarge`` runs the entry points and the fp32 matmul baseline only (its in-process phases would hold
+    every file in this process's memory).
+    """
     import kaldiio
 
     from wespk.scoring.calibration import apply_qmf, gather_factors, train_qmf_on_factors, write_factors
@@ -332,6 +351,18 @@ def benchmark_scale(name: str, work: Path, seed: int, repeats: int = 1) -> Scale
     runs.append(entry("compute_metrics (QMF, calibrated)", "wespk.bin.compute_metrics",
                                 ["--calibrated", out["qmf.score"]]))
 
+    if name == "xlarge":
+        keys, matrix = read_embeddings(data["eval.scp"])
+        _, cohort_matrix = read_embeddings(data["cohort.scp"])
+        mean_vec = np.load(work / "mean_vec.npy")
+        result.baselines["fp32 cohort matmul (plain, all utterances)"] = baseline_fp32_cohort_matmul(
+            matrix - mean_vec, cohort_matrix - mean_vec)
+        logger.info("  %-34s %8.3f s", "fp32 cohort matmul", result.baselines["fp32 cohort matmul (plain, all utterances)"])
+        step = {run.step: run.wall_seconds for run in runs}
+        result.ratios["score_norm process vs plain fp32 cohort matmul"] = (
+            step["score_norm"] / result.baselines["fp32 cohort matmul (plain, all utterances)"])
+        return result
+
     # 2. the same library functions in-process, phase by phase
     phases = result.phases
     logger.info("in-process phases")
@@ -349,7 +380,7 @@ def benchmark_scale(name: str, work: Path, seed: int, repeats: int = 1) -> Scale
     table = timed(phases, "asnorm: read scores", read_score_file, out["cos.score"])
     cohort_prepared = prepare_embeddings(cohort.matrix, mean_vec)
     used = np.unique(np.concatenate([enroll, test]))
-    mean, std = timed(phases, "asnorm: cohort stats (chunked partition)", cohort_score_stats, prepared[used],
+    mean, std = timed(phases, "asnorm: cohort stats (exact)", cohort_score_stats, prepared[used],
                       cohort_prepared, TOP_N, progress=False)
     full_mean = np.zeros(len(prepared), np.float32)
     full_std = np.ones(len(prepared), np.float32)
@@ -377,6 +408,7 @@ def benchmark_scale(name: str, work: Path, seed: int, repeats: int = 1) -> Scale
     sample = used[:min(BASELINE_UTTERANCES, len(used))]
     base["cohort stats full sort"] = (baseline_cohort_stats_full_sort(prepared[sample], cohort_prepared, TOP_N)
                                       * len(used) / len(sample))
+    base["fp32 cohort matmul (plain, all utterances)"] = baseline_fp32_cohort_matmul(prepared[used], cohort_prepared)
     base["score-norm per-trial loop"] = baseline_norm_loop(out["cos.score"], embeddings.row_of, prepared, full_mean,
                                                            full_std, limit) * n / limit
     base["gather per-line loop"] = baseline_gather_loop(out["asnorm.score"], durations, limit) * n / limit
@@ -385,9 +417,14 @@ def benchmark_scale(name: str, work: Path, seed: int, repeats: int = 1) -> Scale
         logger.info("  %-34s %8.3f s", key, value)
 
     ours_cosine = phases["cosine: scores"] + phases["cosine: write"]
-    ours_norm = phases["asnorm: cohort stats (chunked partition)"] + phases["asnorm: normalise trials"] + \
+    ours_norm = phases["asnorm: cohort stats (exact)"] + phases["asnorm: normalise trials"] + \
         phases["asnorm: write"]
+    step = {run.step: run.wall_seconds for run in runs}
     result.ratios = {
+        "score_norm process vs plain fp32 cohort matmul":
+            step["score_norm"] / base["fp32 cohort matmul (plain, all utterances)"],
+        "cohort stats (exact) vs plain fp32 cohort matmul":
+            phases["asnorm: cohort stats (exact)"] / base["fp32 cohort matmul (plain, all utterances)"],
         "cosine (scores + write) vs per-trial loop": base["cosine per-trial loop"] / ours_cosine,
         "AS-norm (stats + normalise + write) vs full sort + per-trial loop":
             (base["cohort stats full sort"] + base["score-norm per-trial loop"]) / ours_norm,
@@ -421,8 +458,30 @@ def markdown(results: List[ScaleResult], environment: Dict[str, object], command
         lines += ["", "| baseline (same run; loops on 20,000 trials / sorts on 2,048 utterances, extrapolated) "
                       "| seconds |", "| --- | ---: |"]
         lines += [f"| {name} | {seconds:.2f} |" for name, seconds in result.baselines.items()]
-        lines += ["", "| speed-up | ratio |", "| --- | ---: |"]
-        lines += [f"| {name} | {ratio:.1f}x |" for name, ratio in result.ratios.items()]
+        lines += ["", "| ratio | value |", "| --- | ---: |"]
+        lines += [f"| {name} | {ratio:.2f}x |" for name, ratio in result.ratios.items()]
+        if result.scale == "large":
+            eval_steps = ("score", "score_norm", "calibrate run (QMF)", "compute_metrics")
+            total = sum(run.wall_seconds for run in result.processes if run.step in eval_steps)
+            lines += ["", f"Evaluation list end to end ({' + '.join(eval_steps)}): {total:.2f} s"]
+    by_scale = {result.scale: result for result in results}
+    if "large" in by_scale and "xlarge" in by_scale:
+        large, xlarge = by_scale["large"], by_scale["xlarge"]
+        utterances, trials = xlarge.utterances / large.utterances, xlarge.trials / large.trials
+        lines += ["", f"## xlarge against a linear extrapolation from large (x{utterances:.2f} utterances, "
+                      f"x{trials:.2f} trials)", "",
+                  "| entry point | large (s) | xlarge (s) | linear extrapolation (s) | xlarge / extrapolation "
+                  "| peak RSS xlarge (MB) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        large_runs = {run.step: run for run in large.processes}
+        for run in xlarge.processes:
+            base = large_runs[run.step]
+            # the cohort product grows with the utterances, everything else with the trials
+            factor = utterances if run.step.startswith("score_norm") and "calibration" not in run.step else trials
+            if "calibration" in run.step:
+                factor = 1.0  # the calibration list has the same 30,000 trials at every scale
+            expected = base.wall_seconds * factor
+            lines.append(f"| {run.step} | {base.wall_seconds:.2f} | {run.wall_seconds:.2f} | {expected:.2f} "
+                         f"| {run.wall_seconds / expected:.2f} | {run.peak_rss_bytes / 2 ** 20:.0f} |")
     return "\n".join(lines) + "\n"
 
 
