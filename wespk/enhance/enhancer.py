@@ -209,3 +209,30 @@ def load_enhancer(enhancer_dir: str, model_dir: Optional[str] = None, device: st
     if model_dir is not None:
         check_backbone(enhancer_backbone(enhancer_dir, read_enhancer_config(enhancer_dir)), model_dir)
     return Enhancer.load(enhancer_dir, device)
+
+
+class EnhancementStep:
+    """The extraction engine's post-processing hook ``(keys, embeddings) -> embeddings`` for an enhancer dir.
+
+    Picklable (it holds only the dir, the seed and the options; the enhancer
+    is loaded on first use in each process), so ``--nj`` jobs can run it; the
+    per-key noise makes the result independent of how the list was split.
+    ``model_dir``, when given, is checked against the enhancer's backbone at
+    construction, before any audio is read.
+    """
+
+    def __init__(self, enhancer_dir: str, seed: int = 0, t: Optional[int] = None, steps: Optional[int] = None,
+                 model_dir: Optional[str] = None, device: str = "cpu"):
+        config = read_enhancer_config(enhancer_dir)
+        if model_dir is not None:
+            check_backbone(enhancer_backbone(enhancer_dir, config), model_dir)
+        self.enhancer_dir, self.seed, self.t, self.steps, self.device = enhancer_dir, int(seed), t, steps, device
+        self._enhancer: Optional[Enhancer] = None
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {**self.__dict__, "_enhancer": None}
+
+    def __call__(self, keys: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
+        if self._enhancer is None:
+            self._enhancer = Enhancer.load(self.enhancer_dir, self.device)
+        return self._enhancer.enhance(keys, embeddings, self.seed, self.t, self.steps)

@@ -135,8 +135,8 @@ class EnhancerTrainer:
         if self.batch_size < world_size:
             raise ValueError(f"batch_size {self.batch_size} is smaller than the {world_size} processes")
         self.steps_per_epoch = len(self.sources) // self.batch_size
-        first = self.crop_versions(0, 0)[:1]
-        embed_dim = int(self.extractor.embed_features([self.extractor.features(first[0], self.sample_rate)]).shape[1])
+        first = self.crop_versions(0, 0)[0]
+        embed_dim = int(self.extractor.embed_features([self.extractor.features(first, self.sample_rate)]).shape[1])
         self.embed_dim = embed_dim
         torch.manual_seed(self.seed)   # the same initial network on every rank
         self.enhancer = Enhancer.create(embed_dim, config["network"], config.get("schedule"),
@@ -155,8 +155,8 @@ class EnhancerTrainer:
 
     # ---- data ----
     def crop_versions(self, epoch: int, index: int) -> List[np.ndarray]:
-        """The degraded versions (in ``degradations`` order) of utterance ``index``'s crop in ``epoch``;
-        the clean crop is always first."""
+        """Utterance ``index``'s crop in ``epoch`` followed by its degraded versions (in ``degradations``
+        order, ``clean`` left out: its embedding is the clean crop's)."""
         from wespk.augment.noise import repeat_to_length
         from wespk.augment.reverb import reverberate_with
         from wespk.io.audio import load_audio, resample
@@ -173,8 +173,8 @@ class EnhancerTrainer:
         versions = [crop]
         for kind in self.degradations:
             if kind == "clean":
-                versions.append(crop)
-            elif kind == "reverb":
+                continue
+            if kind == "reverb":
                 versions.append(reverberate_with(self.rir_set, crop, self.sample_rate, rng))
             else:
                 noise, _ = self.noise_set.make_noise(crop, self.sample_rate, kind, rng)
@@ -189,20 +189,29 @@ class EnhancerTrainer:
 
     @torch.no_grad()
     def embed_crops(self, epoch: int, indices: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``(inputs [N*K, D], targets [N*K, D])``: the backbone's embeddings of every version and the
-        clean one repeated, in (utterance, version) order."""
-        feats, counts = [], []
+        """``(inputs [N*K, D], targets [N*K, D])`` for the ``K`` degradations: the backbone's embedding
+        of every version and the clean crop's, in (utterance, degradation) order."""
+        feats = []
         for index in indices:
-            versions = self.crop_versions(epoch, index)
-            feats.extend(self.extractor.features(v, self.sample_rate) for v in versions)
-            counts.append(len(versions))
+            feats.extend(self.extractor.features(v, self.sample_rate) for v in self.crop_versions(epoch, index))
         emb = torch.from_numpy(self.extractor.embed_features(feats))
-        inputs, targets, row = [], [], 0
-        for count in counts:
-            targets.append(emb[row].expand(count - 1, -1))
-            inputs.append(emb[row + 1:row + count])
-            row += count
-        return torch.cat(inputs), torch.cat(targets)
+        per_crop = self.backbone_embeddings_per_crop
+        inputs, targets = [], []
+        for first in range(0, len(emb), per_crop):
+            row = first + 1
+            for kind in self.degradations:
+                if kind == "clean":
+                    inputs.append(emb[first])
+                else:
+                    inputs.append(emb[row])
+                    row += 1
+                targets.append(emb[first])
+        return torch.stack(inputs), torch.stack(targets)
+
+    @property
+    def backbone_embeddings_per_crop(self) -> int:
+        """The clean crop plus one per degradation other than ``clean``."""
+        return 1 + sum(kind != "clean" for kind in self.degradations)
 
     def diffusion_noise(self, epoch: int, indices: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
         """Timesteps ``[N*K]`` and Gaussian noise ``[N*K, D]`` of these crops (seeded per crop)."""
@@ -218,12 +227,23 @@ class EnhancerTrainer:
 
     # ---- optimisation ----
     def train_step(self, epoch: int, step: int) -> Tuple[float, int]:
-        """One optimiser step; returns ``(sum of per-element L1 over this rank, element count)``."""
-        from wespk.train.distributed import all_reduce_sum
+        """One optimiser step; returns ``(sum of per-element L1 over all ranks, element count)``."""
         indices = self.step_indices(epoch, step)
         t0 = time.perf_counter()
         inputs, targets = self.embed_crops(epoch, indices)
         t1 = time.perf_counter()
+        result = self.diffusion_update(epoch, indices, inputs, targets)
+        t2 = time.perf_counter()
+        self.timing.backbone_seconds += t1 - t0
+        self.timing.diffusion_seconds += t2 - t1
+        self.timing.embeddings += len(indices) * self.backbone_embeddings_per_crop
+        return result
+
+    def diffusion_update(self, epoch: int, indices: Sequence[int], inputs: torch.Tensor,
+                         targets: torch.Tensor) -> Tuple[float, int]:
+        """The diffusion half of a step on the backbone's embeddings of these crops: noising, the
+        network's forward and backward, the gradient all-reduce and the AdamW update."""
+        from wespk.train.distributed import all_reduce_sum
         timesteps, noise = self.diffusion_noise(epoch, indices)
         schedule = self.enhancer.schedule
         if self.config["normalise_training"]:
@@ -237,10 +257,6 @@ class EnhancerTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        t2 = time.perf_counter()
-        self.timing.backbone_seconds += t1 - t0
-        self.timing.diffusion_seconds += t2 - t1
-        self.timing.embeddings += len(indices) * (len(self.degradations) + 1)
         totals = all_reduce_sum(torch.tensor([float(loss.detach()) * targets.numel(), float(targets.numel())],
                                              dtype=torch.float64))
         return float(totals[0]), int(totals[1])
@@ -314,9 +330,9 @@ def train_enhancer(config: Dict[str, Any], rank: int = 0, world_size: int = 1, d
     log_every = max(1, int(config["log_interval_steps"]))
     total_steps = num_epochs * trainer.steps_per_epoch
     logger.info("training a %s enhancer (D = %d, %d parameters) for %s: %d utterances, %d steps/epoch of %d crops x "
-                "%d versions, %d process(es)", config["network"]["name"], trainer.embed_dim,
+                "%d backbone embeddings, %d process(es)", config["network"]["name"], trainer.embed_dim,
                 sum(p.numel() for p in trainer.network.parameters()), config["backbone"], len(trainer.sources),
-                trainer.steps_per_epoch, trainer.batch_size, len(trainer.degradations), world_size)
+                trainer.steps_per_epoch, trainer.batch_size, trainer.backbone_embeddings_per_crop, world_size)
     start, start_step = time.time(), trainer.global_step
     window_loss, window_count = 0.0, 0
 
