@@ -40,7 +40,7 @@ def add_diarization_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--min_speakers", type=int, default=1)
     g.add_argument("--max_speakers", type=int, default=10)
     g.add_argument("--threshold", type=float, default=0.5, help="agglomerative: cosine-distance stop threshold")
-    g.add_argument("--pval", type=float, default=0.012, help="spectral: fraction of each affinity row kept")
+    g.add_argument("--pval", type=float, default=0.2, help="spectral: fraction of each affinity row kept")
     g.add_argument("--max_dense", type=int, default=3000,
                    help="above this many sub-segments, cluster in chunks (bounded memory)")
     g.add_argument("--chunk_size", type=int, default=1000, help="sub-segments per chunk when chunked")
