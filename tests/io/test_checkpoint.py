@@ -55,12 +55,15 @@ def test_crafted_file_is_refused_in_one_line_naming_it(tmp_path, fmt):
     assert not marker.exists()
 
 
-def test_trust_runs_the_code(tmp_path):
-    """The crafted file is effective: with trust it does run (so the refusals above are real)."""
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_trust_runs_the_code(tmp_path, fmt):
+    """The crafted file is effective: with trust it does run (so the refusals are real)."""
     marker = tmp_path / "marker"
-    path = write_crafted(tmp_path / "x.pt", marker)
-    load_checkpoint(str(path), trust=True)
+    path = write_crafted(tmp_path / "x.pt", marker, fmt)
+    content = load_checkpoint(str(path), trust=True)
     assert marker.read_text() == "code ran"
+    with pytest.raises(CheckpointError, match=r"x\.pt: no state_dict found"):
+        find_state_dict(content, str(path))
 
 
 def test_missing_and_damaged_files(tmp_path):
