@@ -68,7 +68,7 @@ def calibrate_batch_norm(model: torch.nn.Module, feats: List[torch.Tensor]) -> N
     trained model's (deep residual nets grow them by orders of magnitude);
     cumulative statistics of real features put them back to unit scale.
     """
-    from wespk.export.encoder import pad_features
+    from wespk.inference.runners import pad_features
     batch, lengths = pad_features(feats)
     for module in model.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
@@ -155,7 +155,7 @@ def benchmark_encoder(name: str, model_dir: Path, audio: List[Tuple[str, np.ndar
     from wespk.inference.frontend import FeatureFrontend
     from wespk.export.jit_export import export_model_dir_to_torchscript
     from wespk.export.onnx_export import export_model_dir_to_onnx
-    from wespk.export.runtime import EagerRunner, OnnxRunner, TorchScriptRunner
+    from wespk.inference.runners import EagerRunner, OnnxRunner, TorchScriptRunner
 
     model, config = load_eager_model(str(model_dir))
     frontend = FeatureFrontend(config)

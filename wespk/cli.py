@@ -5,9 +5,10 @@
     wespk embed      --model DIR FILE... [-o out.npy|out.ark]
     wespk similarity --model DIR A B
     wespk verify     --model DIR --enroll A [A2 ...] --test B [--threshold T]
-    wespk extract    --model DIR --wav-scp wav.scp --out DIR [--nj N]
+    wespk extract    --model DIR --wav-scp wav.scp --out DIR [--nj N] [--format ark|npy]
     wespk enroll     --model DIR --db speakers.json NAME FILE...
     wespk identify   --model DIR --db speakers.json FILE [--threshold T]
+    wespk diarize    --model DIR FILE... [--num_speakers N] [-o out.rttm]
 
 ``--model`` (default ``$WESPK_MODEL``) is a model dir: ``config.yaml`` with
 ``avg_model.pt`` (or ``models/avg_model.pt``), or with an exported
@@ -116,7 +117,7 @@ def cmd_similarity(args: argparse.Namespace, reporter: _Reporter) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, reporter: _Reporter) -> int:
-    from wespk.api import CalibrationError, load_score_calibrator
+    from wespk.scoring.calibrator import CalibrationError, load_score_calibrator
     _check_files(args.enroll + [args.test])
     embedder = _load(args, reporter)
     vectors = embedder.embed_batch(args.enroll + [args.test], progress=True)
@@ -149,27 +150,18 @@ def cmd_verify(args: argparse.Namespace, reporter: _Reporter) -> int:
 
 
 def cmd_extract(args: argparse.Namespace, reporter: _Reporter) -> int:
-    from wespk.api import resolve_model
-    from wespk.inference.frontend import FeatureFrontend
+    from wespk.inference.extractor import extract_embeddings
     if not args.model:
         _load(args, reporter)  # raises the missing-model error
     if not os.path.exists(args.wav_scp):
         raise CommandError(f"{args.wav_scp}: file not found")
-    resolved = resolve_model(args.model, args.backend)
-    frontend = FeatureFrontend(resolved.config)
-    if resolved.backend == "torch" and frontend.feature_type == "fbank":
-        from wespk.inference.extractor import extract_embeddings
-        count = extract_embeddings(args.wav_scp, resolved.model_dir, args.out, nj=args.nj,
-                                   batch_size=args.batch_size, device=args.device,
-                                   checkpoint=resolved.model_file, strict=args.strict,
-                                   trust_checkpoint=args.trust_checkpoint)
-    else:
-        if args.nj > 1:
-            reporter.note(f"--nj {args.nj} is ignored for the {resolved.backend} backend with the "
-                          f"{frontend.feature_type} front end; extracting in this process")
-        embedder = _load(args, reporter)
-        count = embedder.extract_to_ark(args.wav_scp, args.out, strict=args.strict, progress=True)
-    print(f"wrote {count} embeddings to {os.path.join(args.out, 'xvector.scp')}")
+    if args.nj < 1:
+        raise CommandError(f"--nj must be at least 1, got {args.nj}")
+    count = extract_embeddings(args.wav_scp, args.model, args.out, nj=args.nj, batch_size=args.batch_size,
+                               device=args.device, strict=args.strict, trust_checkpoint=args.trust_checkpoint,
+                               backend=args.backend, format=args.format, progress=not args.quiet)
+    index = "npy.scp" if args.format == "npy" else "xvector.scp"
+    print(f"wrote {count} embeddings to {os.path.join(args.out, index)}")
     return 0
 
 
@@ -186,7 +178,7 @@ def cmd_enroll(args: argparse.Namespace, reporter: _Reporter) -> int:
 
 
 def cmd_identify(args: argparse.Namespace, reporter: _Reporter) -> int:
-    from wespk.api import CalibrationError, load_score_calibrator
+    from wespk.scoring.calibrator import CalibrationError, load_score_calibrator
     _check_files([args.file])
     if not os.path.isfile(args.db):
         raise CommandError(f"{args.db}: speaker database not found (create it with wespk enroll)")
@@ -216,9 +208,29 @@ def cmd_identify(args: argparse.Namespace, reporter: _Reporter) -> int:
     return 0
 
 
+def cmd_diarize(args: argparse.Namespace, reporter: _Reporter) -> int:
+    from wespk.bin.diarize import diarization_config
+    from wespk.diarization.rttm import format_rttm_line, write_rttm
+    from wespk.diarization.runner import diarize_files
+    if not args.model:
+        raise CommandError("no model: pass --model DIR (a dir with config.yaml and avg_model.pt) or set WESPK_MODEL")
+    if args.backend not in ("auto", "torch"):
+        raise CommandError(f"diarize runs the torch model of a model dir, not --backend {args.backend}")
+    _check_files(args.files)
+    turns = diarize_files(args.model, args.files, diarization_config(args), device=args.device,
+                          trust_checkpoint=args.trust_checkpoint, note=reporter.note)
+    if args.output:
+        write_rttm(args.output, turns)
+        reporter.note(f"wrote {len(turns)} turns to {args.output}")
+    else:
+        sys.stdout.writelines(format_rttm_line(t) for t in turns)
+    return 0
+
+
 COMMANDS: Dict[str, Callable[[argparse.Namespace, _Reporter], int]] = {
     "embed": cmd_embed, "similarity": cmd_similarity, "verify": cmd_verify,
     "extract": cmd_extract, "enroll": cmd_enroll, "identify": cmd_identify,
+    "diarize": cmd_diarize,
 }
 
 
@@ -271,11 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     extract = commands.add_parser("extract", parents=[common], help="embed a wav.scp into xvector.ark/scp",
                                   description="Embed every utterance of a wav.scp (or data dir / raw list) "
-                                              "into OUT/xvector.ark and OUT/xvector.scp")
+                                              "into OUT/xvector.ark and OUT/xvector.scp (or, with --format npy, "
+                                              "one .npy per utterance)")
     extract.add_argument("--wav-scp", "--data", dest="wav_scp", required=True, metavar="S",
                          help="wav.scp, Kaldi data dir or raw list")
     extract.add_argument("--out", required=True, metavar="DIR", help="output dir")
-    extract.add_argument("--nj", type=int, default=1, help="parallel jobs (PyTorch fbank models)")
+    extract.add_argument("--nj", type=int, default=1, help="parallel jobs (processes)")
+    extract.add_argument("--format", choices=("ark", "npy"), default="ark",
+                         help="ark: OUT/xvector.{ark,scp} (default); npy: one OUT/<path>.npy per utterance, "
+                              "mirroring the audio paths (segments and pipes: OUT/<key>.npy), indexed by OUT/npy.scp")
     extract.add_argument("--strict", action="store_true", help="stop at the first bad utterance")
 
     enroll = commands.add_parser("enroll", parents=[common], help="add a speaker to a speaker database",
@@ -292,6 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     identify.add_argument("--threshold", type=float, default=None,
                           help="cosine threshold; print the speakers above it (default: list the best)")
     identify.add_argument("--top", type=int, default=5, help="at most this many speakers (default 5)")
+
+    from wespk.bin.diarize import add_diarization_options
+    diarize = commands.add_parser("diarize", parents=[common], help="who spoke when? (RTTM)",
+                                  description="Diarize audio files: NIST RTTM on stdout (or -o out.rttm); "
+                                              "see docs/diarization.md")
+    diarize.add_argument("files", nargs="+", metavar="FILE")
+    diarize.add_argument("-o", "--output", metavar="OUT", help="write the RTTM here instead of stdout")
+    add_diarization_options(diarize, model_options=False)
     return parser
 
 

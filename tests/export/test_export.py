@@ -120,7 +120,7 @@ def test_repvgg_is_exported_in_deploy_form(exported):
 def test_failed_parity_is_loud_and_writes_nothing(tmp_path, monkeypatch, capsys):
     """A runtime that drifts by 1e-3 fails the export with the max abs difference in the message."""
     from wespk.bin import export_onnx as export_onnx_main
-    from wespk.export.runtime import OnnxRunner
+    from wespk.inference.runners import OnnxRunner
     model_dir = make_model_dir(tmp_path / "model", "XVEC")
     original = OnnxRunner.embed_features
     monkeypatch.setattr(OnnxRunner, "embed_features", lambda self, feats: original(self, feats) + 1e-3)

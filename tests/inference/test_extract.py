@@ -105,7 +105,7 @@ def test_bf16_precision_stays_close_to_fp32(model_dir, data_dir, tmp_path):
     cosine = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
     assert cosine.min() >= 0.999
     assert np.abs(fp32 - bf16).max() > 0  # it did run in reduced precision
-    from wespk.inference.extractor import cpu_has_native_bf16
+    from wespk.inference.runners import cpu_has_native_bf16
     # where bf16 is emulated (and slower than fp32) the run says so
     assert ("has no bf16 instructions" in run.stderr) == (cpu_has_native_bf16() is False)
     bad = extract(model_dir, data_dir, tmp_path / "x", "--precision", "int8")
@@ -113,7 +113,7 @@ def test_bf16_precision_stays_close_to_fp32(model_dir, data_dir, tmp_path):
 
 
 def test_native_bf16_from_cpu_flags():
-    from wespk.inference.extractor import cpu_has_native_bf16
+    from wespk.inference.runners import cpu_has_native_bf16
     xeon = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_vnni\n\nprocessor\t: 1\n"
     assert cpu_has_native_bf16(xeon) is False
     assert cpu_has_native_bf16(xeon.replace("avx512_vnni", "avx512_vnni avx512_bf16")) is True
@@ -122,9 +122,10 @@ def test_native_bf16_from_cpu_flags():
 
 
 def test_batch_plan_bounds_padding_and_size():
-    from wespk.inference.extractor import Utterance, plan_batches
+    from wespk.data.records import Utterance
+    from wespk.inference.extractor import plan_batches
     durations = [1.0, 1.02, 1.05, 1.5, 1.52, 3.0, 3.1, 3.15, 3.2, 3.25, 3.3, 10.0]
-    utts = [Utterance(f"u{i:02d}", "unused", duration=d) for i, d in enumerate(durations)]
+    utts = [Utterance(f"u{i:02d}", duration=d) for i, d in enumerate(durations)]
     batches = plan_batches(list(reversed(utts)), batch_size=4, max_padding=0.1)
     assert [[u.key for u in b] for b in batches] == [
         ["u00", "u01", "u02"], ["u03", "u04"], ["u05", "u06", "u07", "u08"], ["u09", "u10"], ["u11"]]

@@ -1,18 +1,23 @@
-"""Extract speaker embeddings into ``OUT_DIR/xvector.{ark,scp}``.
+"""Extract speaker embeddings into ``OUT_DIR/xvector.{ark,scp}`` (or one ``.npy`` per utterance).
 
 ``python -m wespk.bin.extract --model_dir EXP --data data/test --out_dir EXP/embeddings/test --nj 4``
 
 ``--data`` is a Kaldi data dir (wav.scp [+ segments, utt2dur]), a wav.scp or
-a raw list. The model dir holds config.yaml and models/avg_model.pt (or give
+a raw list. The model dir holds config.yaml and models/avg_model.pt, or an
+exported final.onnx / TorchScript final.pt (``--backend``; or give
 ``--checkpoint``). Unreadable or too-short utterances are skipped with a
 warning and listed in ``OUT_DIR/skipped`` (``--strict`` makes them errors).
+``--format npy`` writes ``OUT_DIR/<path>.npy`` mirroring each audio file's
+path below the files' common directory (segments, pipes and shard members:
+``OUT_DIR/<key>.npy``), indexed by ``OUT_DIR/npy.scp``.
 """
 
 import argparse
 import logging
 import sys
 
-from wespk.inference.extractor import DEFAULT_MAX_PADDING, PRECISIONS, extract_embeddings
+from wespk.inference.extractor import DEFAULT_MAX_PADDING, OUTPUT_FORMATS, PRECISIONS, extract_embeddings
+from wespk.inference.model_dir import BACKEND_CHOICES
 from wespk.utils.logs import setup_logging
 from wespk.utils.malloc import keep_large_allocations_in_heap
 
@@ -25,6 +30,12 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", default=None, help="model file (default: the model dir's avg_model.pt)")
     parser.add_argument("--data", required=True, help="data dir, wav.scp or raw list")
     parser.add_argument("--out_dir", required=True)
+    parser.add_argument("--backend", default="auto", choices=list(BACKEND_CHOICES),
+                        help="torch (avg_model.pt), onnx (final.onnx), jit (TorchScript final.pt), or auto: "
+                             "the first of these the model dir has (default)")
+    parser.add_argument("--format", default="ark", choices=list(OUTPUT_FORMATS),
+                        help="ark: xvector.{ark,scp} (default); npy: one .npy per utterance in a tree mirroring "
+                             "the audio paths (segments and pipes: <key>.npy), indexed by npy.scp")
     parser.add_argument("--nj", type=int, default=1, help="parallel jobs")
     parser.add_argument("--batch_size", type=int, default=16, help="utterances per batch at most (default 16)")
     parser.add_argument("--max_padding", type=float, default=DEFAULT_MAX_PADDING,
@@ -48,11 +59,13 @@ def main(argv=None) -> int:
                                    batch_size=args.batch_size, device=args.device,
                                    checkpoint=args.checkpoint, strict=args.strict, precision=args.precision,
                                    max_padding=args.max_padding, optimize=not args.no_optimize,
-                                   trust_checkpoint=args.trust_checkpoint)
+                                   trust_checkpoint=args.trust_checkpoint, backend=args.backend,
+                                   format=args.format)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"wespk.bin.extract: {e}", file=sys.stderr)
         return 1
-    logger.info("wrote %d embeddings to %s/xvector.scp", count, args.out_dir)
+    logger.info("wrote %d embeddings to %s/%s", count, args.out_dir,
+                "npy.scp" if args.format == "npy" else "xvector.scp")
     return 0
 
 

@@ -17,9 +17,10 @@ from typing import Any, Callable, Dict, Optional
 
 import torch
 
-from wespk.inference.frontend import FeatureFrontend
+from wespk.inference.frontend import build_frontend
 from wespk.export.parity import DEFAULT_TOLERANCE, ParityReport, check_features, check_parity, parity_cases
-from wespk.export.runtime import EagerRunner, find_eager_model_file
+from wespk.inference.model_dir import find_eager_model_file
+from wespk.inference.runners import EagerRunner
 from wespk.io.files import atomic_output
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def export_checked(model_dir: str, output: str, write_export: Callable[[torch.nn
     ``tolerance``.
     """
     model, config = load_eager_model(model_dir, checkpoint, trust_checkpoint=trust_checkpoint)
-    frontend = FeatureFrontend(config)
+    frontend = build_frontend(config)
     wav, feats = check_features(check_wav, frontend)
     reference = EagerRunner(model, config)
     out_dir = os.path.dirname(os.path.abspath(output))

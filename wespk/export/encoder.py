@@ -11,23 +11,21 @@ Two kinds of graph are exported (the kind is stored in the exported file):
 * ``partial_windows`` - models that embed fixed-length windows and average
   them (the GE2E LSTM): ``partials[W, D] = graph(windows[W, P, F])``. The
   placement of the windows depends on each utterance's length in Python, so
-  it stays outside the graph, in :class:`PartialWindowPlanner`, which places
-  them with the model's own ``partial_window_starts``.
+  it stays outside the graph, in
+  :class:`wespk.inference.runners.PartialWindowPlanner` (beside the runners),
+  which places them with the model's own ``partial_window_starts``.
 """
 
 import dataclasses
 import logging
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-logger = logging.getLogger(__name__)
+from wespk.inference.runners import PARTIAL_WINDOWS_KIND, UTTERANCE_KIND, is_partial_window_model
 
-UTTERANCE_KIND = "utterance"
-PARTIAL_WINDOWS_KIND = "partial_windows"
-EXPORT_KINDS = (UTTERANCE_KIND, PARTIAL_WINDOWS_KIND)
+logger = logging.getLogger(__name__)
 
 #: Frames and batch of the synthetic example the graph is traced with. The
 #: lengths differ so the traced graph holds the masking path; the parity
@@ -57,12 +55,6 @@ class PartialWindowEncoder(nn.Module):
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         return self.model.embed_partials(windows)
-
-
-def is_partial_window_model(model: nn.Module) -> bool:
-    """True for models that embed partial windows and average them (GE2E)."""
-    return callable(getattr(model, "embed_partials", None)) and \
-        callable(getattr(model, "partial_window_starts", None))
 
 
 def has_repvgg_blocks(model: nn.Module) -> bool:
@@ -117,55 +109,3 @@ def prepare_export_module(model: nn.Module, config: Dict) -> ExportModule:
                         output_names=["embedding"],
                         dynamic_axes={"feats": {0: "batch", 1: "frames"}, "lengths": {0: "batch"},
                                       "embedding": {0: "batch"}})
-
-
-def pad_features(feats: Sequence[torch.Tensor]) -> Tuple[np.ndarray, np.ndarray]:
-    """Zero-padded float32 batch ``[B, T_max, F]`` and int64 lengths ``[B]``."""
-    if not feats:
-        raise ValueError("no feature matrices to batch")
-    lengths = np.array([int(f.shape[0]) for f in feats], dtype=np.int64)
-    batch = np.zeros((len(feats), int(lengths.max()), int(feats[0].shape[1])), dtype=np.float32)
-    for i, f in enumerate(feats):
-        batch[i, : f.shape[0]] = np.asarray(f, dtype=np.float32)
-    return batch, lengths
-
-
-class PartialWindowPlanner:
-    """Cuts utterances into the partial windows of a GE2E-style model and averages them back.
-
-    Mirrors the model's ``embed_utterances``: window starts come from the
-    model's ``partial_window_starts`` over ``length - trailing_frames``
-    frames; frames past an utterance's end read as zeros; the utterance
-    embedding is the L2-normalised mean of its windows' embeddings.
-    """
-
-    def __init__(self, model: nn.Module):
-        if not is_partial_window_model(model):
-            raise TypeError(f"{type(model).__name__} does not embed partial windows")
-        self.model = model
-        self.partial_frames = int(model.partial_frames)
-        self.trailing_frames = int(getattr(model, "trailing_frames", 0))
-
-    def windows(self, feats: Sequence[torch.Tensor]) -> Tuple[np.ndarray, np.ndarray]:
-        """``(windows [W, P, F] float32, owners [W] int64)`` for a list of ``[T_i, F]`` features."""
-        blocks, owners = [], []
-        for index, f in enumerate(feats):
-            f = np.asarray(f, dtype=np.float32)
-            length = f.shape[0]
-            starts = self.model.partial_window_starts(max(0, length - self.trailing_frames))
-            span = max(length, max(starts) + self.partial_frames)
-            padded = np.zeros((span, f.shape[1]), dtype=np.float32)
-            padded[:length] = f
-            for start in starts:
-                blocks.append(padded[start:start + self.partial_frames])
-                owners.append(index)
-        return np.stack(blocks), np.array(owners, dtype=np.int64)
-
-    @staticmethod
-    def combine(partials: np.ndarray, owners: np.ndarray, batch_size: int) -> np.ndarray:
-        """L2-normalised mean of each utterance's window embeddings, ``[B, D]`` float32."""
-        partials = torch.as_tensor(np.asarray(partials, dtype=np.float32))
-        index = torch.as_tensor(owners, dtype=torch.long)
-        sums = partials.new_zeros(batch_size, partials.shape[1]).index_add_(0, index, partials)
-        counts = torch.bincount(index, minlength=batch_size).to(partials.dtype)
-        return torch.nn.functional.normalize(sums / counts[:, None], p=2, dim=1).numpy()

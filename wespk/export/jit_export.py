@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from wespk.export.encoder import UTTERANCE_KIND, prepare_export_module
 from wespk.export.parity import DEFAULT_TOLERANCE, ParityReport
-from wespk.export.runtime import JIT_CONFIG_FILE, JIT_KIND_FILE, TorchScriptRunner, config_to_text
+from wespk.inference.runners import JIT_CONFIG_FILE, JIT_KIND_FILE, TorchScriptRunner, config_to_text
 from wespk.io.files import atomic_output
 
 logger = logging.getLogger(__name__)

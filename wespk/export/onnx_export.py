@@ -5,7 +5,7 @@ The graph takes ``feats`` ``[B, T, F]`` (float32) and ``lengths`` ``[B]``
 ``embedding`` ``[B, D]``; GE2E models export their partial-window encoder
 instead (see :mod:`wespk.export.encoder`). The file's metadata holds the
 graph kind and the model dir's config, so the file alone is enough for
-:class:`wespk.export.runtime.OnnxRunner`.
+:class:`wespk.inference.runners.OnnxRunner`.
 
 The export uses PyTorch's TorchScript-based ONNX exporter (``dynamo=False``),
 which needs no extra packages.
@@ -20,7 +20,7 @@ import torch
 
 from wespk.export.encoder import prepare_export_module
 from wespk.export.parity import DEFAULT_TOLERANCE, ParityReport
-from wespk.export.runtime import CONFIG_KEY, KIND_KEY, OnnxRunner, config_to_text
+from wespk.inference.runners import CONFIG_KEY, KIND_KEY, OnnxRunner, config_to_text
 from wespk.io.files import atomic_output
 
 logger = logging.getLogger(__name__)

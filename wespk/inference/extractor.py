@@ -1,106 +1,163 @@
-"""Audio to embeddings, one utterance or a whole list in batches.
+"""The one extraction engine: audio to embeddings, for every backend and every caller.
 
 Evaluation has no randomness by construction: no dither, no random crop,
 no augmentation. Batches are padded and the model is given the true lengths,
 so pooling ignores the padding. The batch plan (which utterances share a
 batch) depends only on the list and the batch size, never on the number of
 jobs, so ``--nj 1`` and ``--nj 3`` give the same vectors.
+
+The steps, each one replaceable:
+
+1. **Model dir** -> :class:`~wespk.inference.model_dir.ResolvedModel`
+   (:func:`~wespk.inference.model_dir.resolve_model_dir`): config, backend and
+   model file.
+2. **Front end** -> the model's input, chosen by
+   :func:`~wespk.inference.frontend.input_kind` (the one place that decides):
+   fbank matrices ``[T, F]``, or the resampled waveform ``[S]`` for models with
+   their own (SSL) frontend. A new input kind is a new front end class
+   returned by :func:`~wespk.inference.frontend.build_frontend`.
+3. **Runner** -> embeddings ``[B, D]`` of a padded batch
+   (:func:`~wespk.inference.runners.make_runner`: eager PyTorch with the
+   inference copy (batch norm folded, channels-last) and ``precision``,
+   TorchScript, or ONNX Runtime). Runners pad along the first axis, so they
+   take feature matrices and waveforms alike.
+4. **Post-processing** (optional) -> ``postprocess(keys, embeddings) ->
+   embeddings`` on every batch, e.g. an embedding enhancer. With ``nj > 1``
+   it is sent to the job processes, so it must be picklable (a module-level
+   function or an instance of a module-level class).
+
+Callers:
+
+* :func:`extract_embeddings` - a list (data dir, ``wav.scp``, raw list) ->
+  ``xvector.{ark,scp}`` or one ``.npy`` per utterance, ``utt2dur`` and
+  ``skipped``, in ``nj`` processes; used by ``python -m wespk.bin.extract``,
+  ``wespk extract`` and :meth:`wespk.api.SpeakerEmbedder.extract_to_ark`.
+* :class:`EmbeddingExtractor` - in memory: :meth:`~EmbeddingExtractor.features`
+  and :meth:`~EmbeddingExtractor.embed_features` for ready inputs,
+  :meth:`~EmbeddingExtractor.embed_segments` for a list of ``(start, end)``
+  pieces of one recording (diarization's sub-segments), in padded batches.
 """
 
-import contextlib
 import dataclasses
 import logging
 import multiprocessing
 import os
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from wespk.data.data_dir import read_utterances
 from wespk.data.records import Utterance
+from wespk.inference.frontend import build_frontend, input_kind
+from wespk.inference.runners import PRECISIONS, EagerRunner, make_runner
 from wespk.io.audio import AudioError, audio_duration, load_audio
 from wespk.io.embeddings import read_embeddings, write_embeddings
 from wespk.io.files import DataFileError, atomic_output, read_kaldi_map
-from wespk.inference.frontend import FeatureFrontend
 
 logger = logging.getLogger(__name__)
 
-#: ``--precision`` choices and the autocast dtype of each (None: plain float32).
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-#: /proc/cpuinfo flags of native bf16 arithmetic; without them oneDNN converts to fp32 and back, and
-#: bf16 autocast on the CPU is slower than fp32 (ResNet34 end to end: 2.8x slower on an AVX-512 Xeon
-#: without them, 1.8x faster on an AMD EPYC with AVX512-BF16).
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def cpu_has_native_bf16(cpuinfo: Optional[str] = None) -> Optional[bool]:
-    """Whether the CPU has bf16 instructions, from ``/proc/cpuinfo`` (or the given text of it);
-    None where that cannot be told (no such file)."""
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return None
-    flags = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-    if not flags:
-        return None
-    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+#: A post-processing step on a batch of embeddings: ``(keys, embeddings [B, D]) -> embeddings [B, D']``.
+PostProcess = Callable[[Sequence[str], np.ndarray], np.ndarray]
+#: Output formats of :func:`extract_embeddings`.
+OUTPUT_FORMATS = ("ark", "npy")
+#: Default bound on padding: a batch's padded length x size may exceed its true total by at most 10%.
+DEFAULT_MAX_PADDING = 0.1
 
 
 class EmbeddingExtractor:
-    """A model dir's front end (:class:`~wespk.inference.frontend.FeatureFrontend`)
-    plus its encoder in eval mode."""
+    """A model dir's front end plus a runner (eager PyTorch, TorchScript or ONNX Runtime).
 
-    def __init__(self, model: torch.nn.Module, config: Dict, device: str = "cpu", optimize: bool = True,
-                 precision: str = "fp32"):
-        """``optimize``: run an inference copy of ``model`` with batch norm folded (and channels-last
-        on the CPU, see :mod:`wespk.inference.optimize`); ``model`` itself is never modified.
-        ``precision``: ``fp32``, or ``bf16`` / ``fp16`` to run the forward under autocast
-        (embeddings are returned in float32 either way)."""
-        from wespk.inference.optimize import optimize_for_inference
+    ``EmbeddingExtractor(model, config)`` wraps an eager PyTorch model
+    (``optimize`` and ``precision`` as in
+    :class:`~wespk.inference.runners.EagerRunner`; ``model`` itself is never
+    modified); ``model`` may also be a ready runner (anything with
+    ``embed_inputs``). :meth:`from_model_dir` resolves a model dir for any backend.
+    """
+
+    def __init__(self, model, config: Dict, device: str = "cpu", optimize: bool = True,
+                 precision: str = "fp32", postprocess: Optional[PostProcess] = None):
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        if isinstance(model, torch.nn.Module):
+            self.runner = EagerRunner(model, config, device, optimize=optimize, precision=precision)
+        else:
+            self.runner = model
+        self.config = config
         self.device = torch.device(device)
-        self.model = optimize_for_inference(model, self.device) if optimize else model.eval()
-        self.autocast_dtype = PRECISIONS[precision]
-        if precision == "bf16" and self.device.type == "cpu" and cpu_has_native_bf16() is False:
-            logger.warning("this CPU has no bf16 instructions (%s): bf16 autocast is emulated and slower "
-                           "than fp32 here; the ONNX export is the faster exact path",
-                           " or ".join(NATIVE_BF16_FLAGS))
-        self.frontend = FeatureFrontend(config)
+        self.model = getattr(self.runner, "model", None)
+        self.backend = self.runner.backend
+        self.input_kind = input_kind(config)
+        self.frontend = build_frontend(config)
         self.sample_rate = self.frontend.sample_rate
+        self.postprocess = postprocess
+
+    @classmethod
+    def from_model_dir(cls, path: str, backend: str = "auto", device: str = "cpu",
+                       checkpoint: Optional[str] = None, precision: str = "fp32", optimize: bool = True,
+                       num_threads: Optional[int] = None, trust_checkpoint: bool = False,
+                       postprocess: Optional[PostProcess] = None) -> "EmbeddingExtractor":
+        """The extractor of a model dir (or model file) for ``backend`` (see
+        :func:`~wespk.inference.model_dir.resolve_model_dir`); ``checkpoint`` names the model file."""
+        from wespk.inference.model_dir import resolve_model_dir
+        resolved = resolve_model_dir(path, backend, model_file=checkpoint)
+        runner = make_runner(resolved, device, precision, optimize, num_threads, trust_checkpoint)
+        extractor = cls(runner, resolved.config, device, postprocess=postprocess)
+        extractor.resolved = resolved
+        return extractor
 
     def features(self, samples: np.ndarray, sample_rate: int, source: str = "audio") -> torch.Tensor:
-        """Features [T, F] of a mono float waveform at any rate (too short: AudioError)."""
+        """The model input (``[T, F]`` features or ``[S]`` samples) of a mono float waveform at any rate
+        (too short: AudioError)."""
         return self.frontend(samples, sample_rate, source)
 
-    @torch.inference_mode()
-    def embed_features(self, feats: Sequence[torch.Tensor]) -> np.ndarray:
-        """Embeddings [B, D] for a list of [T_i, F] feature matrices (padded batch, lengths passed)."""
-        from wespk.models import embedding_from_output
-        lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
-        batch = torch.zeros(len(feats), int(lengths.max()), feats[0].shape[1])
-        for i, f in enumerate(feats):
-            batch[i, : f.shape[0]] = f
-        batch, lengths = batch.to(self.device), lengths.to(self.device)
-        autocast = (torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
-                    if self.autocast_dtype is not None else contextlib.nullcontext())
-        with autocast:
-            if len(feats) == 1 or bool((lengths == lengths[0]).all()):
-                out = self.model(batch)  # nothing is padded: no masks needed
-            else:
-                out = self.model(batch, lengths)
-        return embedding_from_output(out).float().cpu().numpy()
+    def embed_features(self, inputs: Sequence[torch.Tensor]) -> np.ndarray:
+        """Raw embeddings ``[B, D]`` of model inputs in one padded batch (no post-processing)."""
+        return np.asarray(self.runner.embed_inputs(list(inputs)), dtype=np.float32)
 
+    def embed_keyed(self, keys: Sequence[str], inputs: Sequence[torch.Tensor]) -> np.ndarray:
+        """Embeddings of one batch with the post-processing step applied (when there is one)."""
+        vectors = self.embed_features(inputs)
+        if self.postprocess is not None:
+            vectors = np.asarray(self.postprocess(list(keys), vectors), dtype=np.float32)
+            if vectors.ndim != 2 or vectors.shape[0] != len(keys):
+                raise ValueError(f"postprocess returned shape {vectors.shape} for a batch of {len(keys)}")
+        return vectors
 
-#: Default bound on padding: a batch's padded length x size may exceed its true total by at most 10%.
-DEFAULT_MAX_PADDING = 0.1
+    def embed_segments(self, samples: np.ndarray, sample_rate: int, segments: Sequence[Tuple[float, float]],
+                       batch_size: int = 16, keys: Optional[Sequence[str]] = None) -> Tuple[np.ndarray, List[int]]:
+        """Embeddings of ``(start, end)`` pieces (seconds) of one recording, in padded batches.
+
+        Returns ``(embeddings [M, D], kept)``: ``kept`` are the indices of the
+        segments that could be embedded (in input order); a piece too short for
+        the front end is left out. Pieces of similar length share a batch; the
+        values do not depend on ``batch_size`` beyond float rounding.
+        ``keys`` (default the indices as strings) are what post-processing sees.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        samples = np.asarray(samples, dtype=np.float32)
+        keys = [str(i) for i in range(len(segments))] if keys is None else list(keys)
+        inputs: Dict[int, torch.Tensor] = {}
+        for i, (start, end) in enumerate(segments):
+            if not 0 <= start < end:
+                raise ValueError(f"segment {i}: need 0 <= start < end, got ({start}, {end})")
+            piece = samples[int(round(start * sample_rate)): int(round(end * sample_rate))]
+            try:
+                inputs[i] = self.features(piece, sample_rate, f"segment {start:.2f}-{end:.2f} s")
+            except AudioError as e:
+                logger.debug("%s", e)
+        kept = sorted(inputs)
+        if not kept:
+            return np.zeros((0, 0), dtype=np.float32), []
+        order = sorted(kept, key=lambda i: (inputs[i].shape[0], i))
+        rows: Dict[int, np.ndarray] = {}
+        for begin in range(0, len(order), batch_size):
+            chunk = order[begin:begin + batch_size]
+            for i, vector in zip(chunk, self.embed_keyed([keys[i] for i in chunk], [inputs[i] for i in chunk])):
+                rows[i] = vector
+        return np.stack([rows[i] for i in kept]), kept
 
 
 def plan_batches(utts: List[Utterance], batch_size: int,
@@ -146,10 +203,21 @@ def plan_batches(utts: List[Utterance], batch_size: int,
     return batches
 
 
-def _run_batches(extractor: EmbeddingExtractor, batches: List[List[Utterance]], strict: bool,
-                 progress_every: float = 10.0) -> Tuple[List[Tuple[str, np.ndarray]], Dict[str, float], List[str]]:
+def run_batches(extractor: EmbeddingExtractor, batches: List[List[Utterance]], strict: bool = False,
+                progress_every: float = 10.0,
+                progress: bool = False) -> Tuple[List[Tuple[str, np.ndarray]], Dict[str, float], List[str]]:
+    """Embed planned batches: ``(key, vector)`` pairs, durations (seconds) and the skipped keys.
+
+    An unreadable or too-short utterance is skipped with a warning (``strict``: an AudioError).
+    Progress is logged every ``progress_every`` seconds (rate, real-time factor, ETA); ``progress``
+    also shows a tqdm bar on a terminal.
+    """
     results, durations, skipped = [], {}, []
     total = sum(len(b) for b in batches)
+    bar = None
+    if progress and total > 1:
+        from tqdm import tqdm
+        bar = tqdm(total=total, desc="extracting", unit="utt", disable=None, leave=False)
     done, t0, t_last = 0, time.time(), time.time()
     audio_seconds = 0.0
     for batch in batches:
@@ -169,33 +237,59 @@ def _run_batches(extractor: EmbeddingExtractor, batches: List[List[Utterance]], 
             durations[u.key] = len(samples) / sr
             audio_seconds += len(samples) / sr
         if feats:
-            for key, vec in zip(keys, extractor.embed_features(feats)):
-                results.append((key, vec))
+            results.extend(zip(keys, extractor.embed_keyed(keys, feats)))
         done += len(batch)
+        if bar is not None:
+            bar.update(len(batch))
         now = time.time()
         if now - t_last >= progress_every or done == total:
             rate = done / max(now - t0, 1e-9)
             logger.info("extracted %d/%d utterances, %.1f utt/s, real-time factor %.4f, ETA %.0f s",
                         done, total, rate, (now - t0) / max(audio_seconds, 1e-9), (total - done) / max(rate, 1e-9))
             t_last = now
+    if bar is not None:
+        bar.close()
     return results, durations, skipped
 
 
-def _job_main(job: int, model_dir: str, checkpoint: Optional[str], device: str,
-              batches: List[List[Utterance]], out_prefix: str, strict: bool, threads: int,
-              precision: str = "fp32", optimize: bool = True, trust_checkpoint: bool = False) -> None:
-    from wespk.inference.model_dir import load_speaker_model
-    from wespk.utils.logs import setup_logging
-    setup_logging(0)
-    torch.set_num_threads(threads)
-    if device.startswith("cuda") and torch.cuda.device_count() > 1:
-        device = f"cuda:{job % torch.cuda.device_count()}"
-    model, config = load_speaker_model(model_dir, checkpoint, device, trust_checkpoint)
-    extractor = EmbeddingExtractor(model, config, device, optimize=optimize, precision=precision)
-    results, durations, skipped = _run_batches(extractor, batches, strict)
+def write_utt2dur(path: str, keys: Sequence[str], durations: Dict[str, float]) -> None:
+    """``utt2dur``: ``key seconds`` with 4 decimals (0.1 ms), in ``keys`` order, written atomically."""
+    with atomic_output(path) as f:
+        f.writelines(f"{k} {float(durations[k]):.4f}\n" for k in keys)
+
+
+@dataclasses.dataclass(frozen=True)
+class _JobSpec:
+    """What a job process needs to build its extractor (plain, picklable values)."""
+
+    model_dir: str
+    backend: str
+    checkpoint: Optional[str]
+    device: str
+    precision: str
+    optimize: bool
+    trust_checkpoint: bool
+    threads: int
+    strict: bool
+    postprocess: Optional[PostProcess]
+    progress: bool = False
+
+
+def _job_main(job: int, spec: _JobSpec, batches: List[List[Utterance]], out_prefix: str,
+              extractor: Optional[EmbeddingExtractor] = None) -> None:
+    if extractor is None:
+        from wespk.utils.logs import setup_logging
+        setup_logging(0)
+        torch.set_num_threads(spec.threads)
+        device = spec.device
+        if device.startswith("cuda") and torch.cuda.device_count() > 1:
+            device = f"cuda:{job % torch.cuda.device_count()}"
+        extractor = EmbeddingExtractor.from_model_dir(spec.model_dir, spec.backend, device, spec.checkpoint,
+                                                      spec.precision, spec.optimize, spec.threads,
+                                                      spec.trust_checkpoint, spec.postprocess)
+    results, durations, skipped = run_batches(extractor, batches, spec.strict, progress=spec.progress)
     write_embeddings(f"{out_prefix}.ark", f"{out_prefix}.scp", results)
-    with atomic_output(f"{out_prefix}.utt2dur") as f:
-        f.writelines(f"{k} {d:.4f}\n" for k, d in durations.items())
+    write_utt2dur(f"{out_prefix}.utt2dur", [k for k, _ in results], durations)
     with atomic_output(f"{out_prefix}.skipped") as f:
         f.writelines(f"{k}\n" for k in skipped)
 
@@ -207,42 +301,116 @@ def _spawned_job_main(*args) -> None:
     _job_main(*args)
 
 
+def npy_paths(utts: Sequence[Utterance]) -> Dict[str, str]:
+    """Where ``--format npy`` puts each utterance's vector, relative to the output dir.
+
+    An utterance that is a whole audio file gets the file's path relative to
+    the common directory of all such files, with the extension replaced by
+    ``.npy`` (``spk1/rec1.flac`` -> ``spk1/rec1.npy``), so the tree mirrors the
+    input. A segment, a pipe command, a shard member, or a file used by more
+    than one utterance gets ``<key>.npy``. Keys and paths that would leave the
+    output dir (``..``, absolute) or land on the same file are errors.
+    """
+    def whole_file(u: Utterance) -> bool:
+        ref = u.audio
+        return (ref is not None and not ref.is_pipe and ref.start is None and ref.end is None
+                and ref.member_offset < 0 and ref.member_bytes is None)
+
+    files = [os.path.abspath(u.audio.path) for u in utts if whole_file(u)]
+    uses: Dict[str, int] = {}
+    for path in files:
+        uses[path] = uses.get(path, 0) + 1
+    unique = [p for p in files if uses[p] == 1]
+    root = os.path.commonpath([os.path.dirname(p) for p in unique]) if unique else ""
+    out: Dict[str, str] = {}
+    owner: Dict[str, str] = {}
+    for u in utts:
+        path = os.path.abspath(u.audio.path) if whole_file(u) else None
+        if path is not None and uses[path] == 1:
+            rel = os.path.splitext(os.path.relpath(path, root))[0] + ".npy"
+        else:
+            rel = os.path.normpath(u.key) + ".npy"
+            if os.path.isabs(rel) or rel.split(os.sep)[0] == "..":
+                raise ValueError(f"utterance key {u.key!r} would be written outside the output dir")
+        if rel in owner:
+            raise ValueError(f"utterances {owner[rel]!r} and {u.key!r} would both be written to {rel}")
+        owner[rel] = u.key
+        out[u.key] = rel
+    return out
+
+
+def write_npy_tree(out_dir: str, items: Sequence[Tuple[str, np.ndarray]], relpaths: Dict[str, str]) -> str:
+    """One ``.npy`` (float32 ``[D]``) per key at ``out_dir/relpaths[key]``, each written atomically, and the
+    index ``out_dir/npy.scp`` (``key path``); returns the index's path."""
+    index = []
+    for key, vector in items:
+        path = os.path.join(out_dir, relpaths[key])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with atomic_output(path, "wb") as f:
+            np.save(f, np.asarray(vector, dtype=np.float32))
+        index.append(f"{key} {path}\n")
+    scp = os.path.join(out_dir, "npy.scp")
+    with atomic_output(scp) as f:
+        f.writelines(index)
+    return scp
+
+
 def extract_embeddings(data: str, model_dir: str, out_dir: str, nj: int = 1, batch_size: int = 16,
                        device: str = "cpu", checkpoint: Optional[str] = None, strict: bool = False,
                        precision: str = "fp32", max_padding: float = DEFAULT_MAX_PADDING,
-                       optimize: bool = True, trust_checkpoint: bool = False) -> int:
-    """Extract every utterance of ``data`` into ``out_dir/xvector.{ark,scp}``.
+                       optimize: bool = True, trust_checkpoint: bool = False, backend: str = "auto",
+                       format: str = "ark", postprocess: Optional[PostProcess] = None,
+                       num_threads: Optional[int] = None, progress: bool = False,
+                       extractor: Optional[EmbeddingExtractor] = None) -> int:
+    """Extract every utterance of ``data`` into ``out_dir``; returns the number of embeddings written.
 
-    The list is cut into length-sorted batches (see :func:`plan_batches` for
-    ``batch_size`` and ``max_padding``; ``precision`` and ``optimize`` as in
-    :class:`EmbeddingExtractor`), the batches are dealt to
-    ``nj`` jobs (processes), and their outputs are merged in list order into
-    one ark/scp. Also writes ``utt2dur`` (seconds) and, when utterances had
-    to be skipped (unreadable, too short), ``skipped`` listing them. Returns
-    the number of embeddings written.
+    ``data`` is a data dir, a ``wav.scp`` or a raw list
+    (:func:`wespk.data.data_dir.read_utterances`); ``model_dir`` a model dir
+    or model file for ``backend`` (``checkpoint``: an explicit model file).
+    The list is cut into length-sorted batches (:func:`plan_batches`:
+    ``batch_size``, ``max_padding``), the batches are dealt to ``nj`` jobs
+    (processes), and their outputs are merged in list order. ``format``
+    ``ark``: ``xvector.{ark,scp}``; ``npy``: one ``.npy`` per utterance in a
+    tree mirroring the input paths (:func:`npy_paths`) and its index
+    ``npy.scp``. Also writes ``utt2dur`` (seconds, :func:`write_utt2dur`) and,
+    when utterances had to be skipped (unreadable, too short), ``skipped``.
+    ``precision``/``optimize`` apply to the PyTorch backend; ``num_threads``
+    (default: the cores shared among the jobs) to each job. ``progress``
+    shows a bar (one job). ``extractor``: an extractor of this model already
+    loaded in this process, used when there is one job (the API's).
     """
+    from wespk.inference.model_dir import resolve_model_dir
+    if format not in OUTPUT_FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose from {', '.join(OUTPUT_FORMATS)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    resolved = resolve_model_dir(model_dir, backend, model_file=checkpoint)  # errors before any audio is read
     utts = read_utterances(data)
     if not utts:
         raise DataFileError(data, None, "no utterances")
+    relpaths = npy_paths(utts) if format == "npy" else {}
     order = {u.key: i for i, u in enumerate(utts)}
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     batches = plan_batches(utts, batch_size, max_padding)
     nj = max(1, min(nj, len(batches)))
     os.makedirs(out_dir, exist_ok=True)
     tmp_dir = os.path.join(out_dir, ".jobs")
     os.makedirs(tmp_dir, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // nj) if device == "cpu" else 1
+    if num_threads:
+        threads = int(num_threads)
+    elif nj == 1:
+        threads = torch.get_num_threads()
+    else:
+        threads = max(1, (os.cpu_count() or 1) // nj) if device == "cpu" else 1
+    spec = _JobSpec(resolved.model_dir, resolved.backend, resolved.model_file, device, precision, optimize,
+                    trust_checkpoint, threads, strict, postprocess, progress)
     prefixes = [os.path.join(tmp_dir, f"xvector.{j + 1}") for j in range(nj)]
-    logger.info("extracting %d utterances in %d batches with %d job(s) on %s", len(utts), len(batches), nj, device)
+    logger.info("extracting %d utterances in %d batches with %d job(s) on %s (%s backend)",
+                len(utts), len(batches), nj, device, resolved.backend)
     if nj == 1:
-        _job_main(0, model_dir, checkpoint, device, batches, prefixes[0], strict, torch.get_num_threads(), precision,
-                  optimize, trust_checkpoint)
+        _job_main(0, spec, batches, prefixes[0], extractor)
     else:
         ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_spawned_job_main,
-                             args=(j, model_dir, checkpoint, device, batches[j::nj], prefixes[j], strict, threads,
-                                   precision, optimize, trust_checkpoint))
+        procs = [ctx.Process(target=_spawned_job_main, args=(j, spec, batches[j::nj], prefixes[j]))
                  for j in range(nj)]
         for p in procs:
             p.start()
@@ -261,9 +429,13 @@ def extract_embeddings(data: str, model_dir: str, out_dir: str, nj: int = 1, bat
         with open(f"{prefix}.skipped", encoding="utf-8") as f:
             skipped.extend(line.strip() for line in f if line.strip())
     merged.sort(key=lambda kv: order[kv[0]])
-    count = write_embeddings(os.path.join(out_dir, "xvector.ark"), os.path.join(out_dir, "xvector.scp"), merged)
-    with atomic_output(os.path.join(out_dir, "utt2dur")) as f:
-        f.writelines(f"{k} {durations[k]}\n" for k, _ in merged)
+    if format == "npy":
+        write_npy_tree(out_dir, merged, relpaths)
+        count = len(merged)
+    else:
+        count = write_embeddings(os.path.join(out_dir, "xvector.ark"), os.path.join(out_dir, "xvector.scp"),
+                                 merged)
+    write_utt2dur(os.path.join(out_dir, "utt2dur"), [k for k, _ in merged], durations)
     skipped_path = os.path.join(out_dir, "skipped")
     if skipped:
         with atomic_output(skipped_path) as f:

@@ -1,6 +1,16 @@
-"""The feature front end of a model dir: waveform -> features ``[T, F]``.
+"""The input front end of a model dir: waveform -> the model's input.
 
-The front end is chosen by the config's ``dataset_args.feature_type``:
+What a model takes is decided in one place, :func:`input_kind`:
+
+* ``fbank``: feature matrices ``[T, F]`` from :class:`FeatureFrontend`;
+* ``waveform``: the (resampled) samples ``[S]`` themselves, from
+  :class:`WaveformFrontend`, for models with their own frontend (the SSL
+  models of :mod:`wespk.models.ssl_model`: WavLM, HuBERT, wav2vec 2.0).
+
+:func:`build_frontend` returns the front end of a config; the extraction
+engine, the API and the export's parity check all take it from there.
+
+:class:`FeatureFrontend` is chosen by the config's ``dataset_args.feature_type``:
 
 * ``fbank`` (the default, WeSpeaker's models): Kaldi fbank with the
   ``dataset_args.fbank_args`` options and no dither, then mean normalisation
@@ -27,12 +37,70 @@ logger = logging.getLogger(__name__)
 
 #: Feature types this module knows.
 FEATURE_TYPES = ("fbank", "resemblyzer_mel")
+#: What a model's input can be (see :func:`input_kind`).
+INPUT_KINDS = ("fbank", "waveform")
+#: ``model_args.frontend`` names of self-supervised frontends (the model then takes waveforms).
+WAVEFORM_FRONTENDS = ("wavlm", "hubert", "wav2vec2")
 #: Fewest feature frames an utterance must give (the extractor's rule, about 0.115 s).
 MIN_FRAMES = 10
 
 
 class FrontendConfigError(ValueError):
     """A ``dataset_args`` section that selects no known front end."""
+
+
+def input_kind(config: Mapping[str, Any]) -> str:
+    """``fbank`` or ``waveform``: what the model of ``config`` takes as input.
+
+    ``waveform`` when ``dataset_args.frontend`` is ``waveform`` (what training
+    fed the model) or ``model_args.frontend`` names a self-supervised frontend
+    (:data:`WAVEFORM_FRONTENDS`); otherwise ``fbank``.
+    """
+    dataset_args = config.get("dataset_args") or {}
+    model_args = config.get("model_args") or {}
+    if dataset_args.get("frontend") == "waveform" or model_args.get("frontend") in WAVEFORM_FRONTENDS:
+        return "waveform"
+    return "fbank"
+
+
+class WaveformFrontend:
+    """Waveform -> the resampled waveform ``[S]`` (float32 tensor), for models with their own frontend.
+
+    The model normalises the waveform itself when its config says so; audio
+    shorter than :attr:`min_seconds` (the span of :data:`MIN_FRAMES` 10 ms
+    frames) is an :class:`~wespk.io.audio.AudioError`.
+    """
+
+    feature_type = "waveform"
+    frame_length = 25.0
+    frame_shift = 10.0
+
+    def __init__(self, config: Mapping[str, Any]):
+        self.dataset_args: Dict[str, Any] = dict(config.get("dataset_args") or {})
+        self.sample_rate = int(self.dataset_args.get("resample_rate", 16000))
+
+    @property
+    def min_seconds(self) -> float:
+        return (self.frame_length + (MIN_FRAMES - 1) * self.frame_shift) / 1000.0
+
+    def check_duration(self, num_samples: int, sample_rate: int, source: str = "audio") -> None:
+        seconds = num_samples / float(sample_rate)
+        if seconds < self.min_seconds - 1e-9:
+            raise AudioError(f"{source}: too short ({seconds:.3f} s; at least {self.min_seconds:.3f} s "
+                             f"of audio is needed)")
+
+    def __call__(self, samples: np.ndarray, sample_rate: int, source: str = "audio") -> torch.Tensor:
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"{source}: the front end expects a mono waveform, got shape {samples.shape}")
+        self.check_duration(len(samples), sample_rate, source)
+        waveform = resample(samples, int(sample_rate), self.sample_rate)
+        return torch.as_tensor(np.ascontiguousarray(waveform), dtype=torch.float32)
+
+
+def build_frontend(config: Mapping[str, Any]):
+    """The front end of a config: :class:`WaveformFrontend` or :class:`FeatureFrontend` (see :func:`input_kind`)."""
+    return WaveformFrontend(config) if input_kind(config) == "waveform" else FeatureFrontend(config)
 
 
 class FeatureFrontend:
@@ -47,8 +115,9 @@ class FeatureFrontend:
         self.dataset_args = dataset_args
         frontend = dataset_args.get("frontend")
         if frontend not in (None, "fbank"):
-            raise FrontendConfigError(f"dataset_args.frontend {frontend!r} is not supported for inference "
-                                      f"(supported feature types: {', '.join(FEATURE_TYPES)})")
+            raise FrontendConfigError(f"dataset_args.frontend {frontend!r} gives no features "
+                                      f"(feature types: {', '.join(FEATURE_TYPES)}); build_frontend gives "
+                                      f"waveform models their front end")
         self.feature_type = str(dataset_args.get("feature_type", "fbank"))
         if self.feature_type not in FEATURE_TYPES:
             raise FrontendConfigError(f"unknown dataset_args.feature_type {self.feature_type!r}; "
