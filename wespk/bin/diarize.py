@@ -25,8 +25,8 @@ from wespk.diarization.segmentation import DEFAULT_SHIFT, DEFAULT_WINDOW
 logger = logging.getLogger("wespk.bin.diarize")
 
 
-def add_diarization_options(parser: argparse.ArgumentParser) -> None:
-    """The options shared by this program and ``wespk diarize``."""
+def add_diarization_options(parser: argparse.ArgumentParser, model_options: bool = True) -> None:
+    """The options shared by this program and ``wespk diarize`` (which has its own model options)."""
     g = parser.add_argument_group("diarization")
     g.add_argument("--vad", choices=VAD_CHOICES, default="auto",
                    help="speech detection: silero-vad when installed (auto), or the energy VAD")
@@ -45,6 +45,8 @@ def add_diarization_options(parser: argparse.ArgumentParser) -> None:
                    help="above this many sub-segments, cluster in chunks (bounded memory)")
     g.add_argument("--chunk_size", type=int, default=1000, help="sub-segments per chunk when chunked")
     g.add_argument("--seed", type=int, default=777, help="k-means seed")
+    if not model_options:
+        return
     g.add_argument("--batch_size", type=int, default=32, help="sub-segments per embedding batch")
     g.add_argument("--device", default="cpu")
     g.add_argument("--trust_checkpoint", action="store_true",

@@ -103,3 +103,23 @@ def run_diarization(model_dir: str, data: str, out_dir: str, config: Diarization
         for recording, turns in hypothesis.items():
             plot_timeline(os.path.join(out_dir, "plots", f"{recording}.png"), turns, None, recording)
     return failed
+
+
+def diarize_files(model_dir: str, paths: List[str], config: DiarizationConfig = DiarizationConfig(),
+                  device: str = "cpu", trust_checkpoint: bool = False, note=None) -> List[Turn]:
+    """Turns of every audio file in ``paths`` (recording name: the file name without extension).
+
+    ``note(message)`` is told why a file gives no turns or a single one
+    (no speech, too short); unreadable audio raises AudioError naming the file.
+    """
+    diarizer = Diarizer.from_model_dir(model_dir, config, device=device, trust_checkpoint=trust_checkpoint)
+    names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    if len(set(names)) < len(names):
+        names = list(paths)        # the same file name in two folders: name recordings by path
+    turns: List[Turn] = []
+    for path, name in zip(paths, names):
+        result = diarizer.diarize_file(path, name)
+        if result.note and note is not None:
+            note(f"{path}: {result.note}")
+        turns.extend(result.turns)
+    return turns
