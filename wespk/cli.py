@@ -9,7 +9,6 @@
     wespk enroll     --model DIR --db speakers.json NAME FILE...
     wespk identify   --model DIR --db speakers.json FILE [--threshold T]
     wespk diarize    --model DIR FILE... [--num_speakers N] [-o out.rttm]
-    wespk diarize    --model DIR FILE... [--num_speakers N] [-o out.rttm]
 
 ``--model`` (default ``$WESPK_MODEL``) is a model dir: ``config.yaml`` with
 ``avg_model.pt`` (or ``models/avg_model.pt``), or with an exported
@@ -228,29 +227,9 @@ def cmd_diarize(args: argparse.Namespace, reporter: _Reporter) -> int:
     return 0
 
 
-def cmd_diarize(args: argparse.Namespace, reporter: _Reporter) -> int:
-    from wespk.bin.diarize import diarization_config
-    from wespk.diarization.rttm import format_rttm_line, write_rttm
-    from wespk.diarization.runner import diarize_files
-    if not args.model:
-        raise CommandError("no model: pass --model DIR (a dir with config.yaml and avg_model.pt) or set WESPK_MODEL")
-    if args.backend not in ("auto", "torch"):
-        raise CommandError(f"diarize runs the torch model of a model dir, not --backend {args.backend}")
-    _check_files(args.files)
-    turns = diarize_files(args.model, args.files, diarization_config(args), device=args.device,
-                          trust_checkpoint=args.trust_checkpoint, note=reporter.note)
-    if args.output:
-        write_rttm(args.output, turns)
-        reporter.note(f"wrote {len(turns)} turns to {args.output}")
-    else:
-        sys.stdout.writelines(format_rttm_line(t) for t in turns)
-    return 0
-
-
 COMMANDS: Dict[str, Callable[[argparse.Namespace, _Reporter], int]] = {
     "embed": cmd_embed, "similarity": cmd_similarity, "verify": cmd_verify,
     "extract": cmd_extract, "enroll": cmd_enroll, "identify": cmd_identify,
-    "diarize": cmd_diarize,
     "diarize": cmd_diarize,
 }
 
@@ -329,14 +308,6 @@ def build_parser() -> argparse.ArgumentParser:
     identify.add_argument("--threshold", type=float, default=None,
                           help="cosine threshold; print the speakers above it (default: list the best)")
     identify.add_argument("--top", type=int, default=5, help="at most this many speakers (default 5)")
-
-    from wespk.bin.diarize import add_diarization_options
-    diarize = commands.add_parser("diarize", parents=[common], help="who spoke when? (RTTM)",
-                                  description="Diarize audio files: NIST RTTM on stdout (or -o out.rttm); "
-                                              "see docs/diarization.md")
-    diarize.add_argument("files", nargs="+", metavar="FILE")
-    diarize.add_argument("-o", "--output", metavar="OUT", help="write the RTTM here instead of stdout")
-    add_diarization_options(diarize, model_options=False)
 
     from wespk.bin.diarize import add_diarization_options
     diarize = commands.add_parser("diarize", parents=[common], help="who spoke when? (RTTM)",
