@@ -91,7 +91,8 @@ def test_verify_prints_score_calibrated_score_and_decision(model_dir, embedder, 
 
 
 def test_extract_torch_and_onnx_backends_agree(model_dir, tmp_path, capsys):
-    """torch goes through extract_embeddings (--nj 2, subprocess), onnx through the embedder's own loop."""
+    """Both backends go through the one engine (extract_embeddings) with --nj jobs: torch from a subprocess,
+    onnx in process with 1 and 2 jobs (the batch plan does not depend on the job count)."""
     from wespk.cli import main
     from wespk.export.onnx_export import export_model_dir_to_onnx
     deploy = tmp_path / "deploy"
@@ -100,9 +101,10 @@ def test_extract_torch_and_onnx_backends_agree(model_dir, tmp_path, capsys):
     wav_scp = tmp_path / "wav.scp"
     wav_scp.write_text("".join(f"utt{i} {path}\n" for i, path in enumerate(files)))
     outputs = {}
-    for backend, model, nj in (("torch", model_dir, 2), ("onnx", deploy, 1)):
-        out = tmp_path / f"emb_{backend}"
-        args = ["extract", "--model", model, "--backend", backend, "--wav-scp", wav_scp, "--out", out, "--nj", nj]
+    for backend, model, nj in (("torch", model_dir, 2), ("onnx", deploy, 1), ("onnx", deploy, 2)):
+        out = tmp_path / f"emb_{backend}_{nj}"
+        args = ["extract", "--model", model, "--backend", backend, "--wav-scp", wav_scp, "--out", out,
+                "--nj", nj, "--batch-size", 2]
         if backend == "torch":
             result = run_wespk(*args)
             assert result.returncode == 0, result.stderr
@@ -111,10 +113,14 @@ def test_extract_torch_and_onnx_backends_agree(model_dir, tmp_path, capsys):
             assert main([str(a) for a in args]) == 0
             stdout = capsys.readouterr().out
         assert "wrote 5 embeddings" in stdout
-        outputs[backend] = read_embeddings(out / "xvector.scp")
+        outputs[backend, nj] = read_embeddings(out / "xvector.scp")
         assert (out / "utt2dur").read_text().count("\n") == 5
-    assert outputs["torch"][0] == outputs["onnx"][0] == [f"utt{i}" for i in range(5)]
-    np.testing.assert_allclose(outputs["onnx"][1], outputs["torch"][1], rtol=0, atol=1e-4)
+    keys = [f"utt{i}" for i in range(5)]
+    assert outputs["torch", 2][0] == outputs["onnx", 1][0] == outputs["onnx", 2][0] == keys
+    np.testing.assert_allclose(outputs["onnx", 1][1], outputs["torch", 2][1], rtol=0, atol=1e-4)
+    # one job or two: the same batches, so the same vectors (float32 ark: within 1e-6)
+    assert np.abs(outputs["onnx", 2][1] - outputs["onnx", 1][1]).max() <= 1e-6
+    assert (tmp_path / "emb_onnx_1" / "utt2dur").read_text() == (tmp_path / "emb_onnx_2" / "utt2dur").read_text()
 
 
 def test_enroll_and_identify_with_a_speaker_database(model_dir, embedder, tmp_path, capsys):
