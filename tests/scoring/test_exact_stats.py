@@ -105,6 +105,15 @@ def test_streamed_files_equal_the_in_memory_path(tmp_path, monkeypatch):
     assert score_trial_file(trials, tmp_path / "whole.score", embedding_set) == 2000
     score_trial_file(trials, tmp_path / "pieces.score", embedding_set, chunk_bytes=700)
     assert (tmp_path / "pieces.score").read_bytes() == (tmp_path / "whole.score").read_bytes()
+    # and the same as scoring the whole list with the rows it uses, with or without a mean
+    from wespk.io.trials import read_trials
+    from wespk.scoring.cosine import score_trials
+    trial_list = read_trials(trials)
+    for mean in (None, embeddings[:50].mean(0)):
+        scores, _, _ = score_trials(trial_list, embedding_set, mean)
+        write_score_file(tmp_path / "direct.score", trial_list.enroll, trial_list.test, scores, trial_list.labels)
+        score_trial_file(trials, tmp_path / "streamed.score", embedding_set, mean, chunk_bytes=700)
+        assert (tmp_path / "streamed.score").read_bytes() == (tmp_path / "direct.score").read_bytes()
     outputs = []
     for keep, chunk_bytes in ((score_norm.KEEP_IN_MEMORY_BYTES, 1 << 20), (0, 900)):
         monkeypatch.setattr(score_norm, "KEEP_IN_MEMORY_BYTES", keep)

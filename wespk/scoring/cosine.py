@@ -117,7 +117,12 @@ def cosine_scores(embeddings: np.ndarray, enroll_rows: np.ndarray, test_rows: np
     chunks of ``chunk_trials`` trials, on ``threads`` threads (default: the
     usable cores).
     """
-    unit = l2_normalize_rows(embeddings)
+    return unit_cosine_scores(l2_normalize_rows(embeddings), enroll_rows, test_rows, chunk_trials, threads)
+
+
+def unit_cosine_scores(unit: np.ndarray, enroll_rows: np.ndarray, test_rows: np.ndarray,
+                       chunk_trials: int = DEFAULT_CHUNK_TRIALS, threads: Optional[int] = None) -> np.ndarray:
+    """:func:`cosine_scores` of rows that are already L2-normalised (``l2_normalize_rows``)."""
     enroll_rows = np.asarray(enroll_rows, dtype=np.int64)
     test_rows = np.asarray(test_rows, dtype=np.int64)
     if enroll_rows.shape != test_rows.shape:
@@ -204,13 +209,19 @@ def score_trial_file(trials_path: PathLike, output_path: PathLike, embeddings: E
                      chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
     """Cosine-score a trial list into ``enroll test score [label]`` lines, a piece of the list at a time.
 
-    Memory does not grow with the number of trials; each score is the one
-    :func:`score_trials` gives for the whole list. Returns the number of trials.
+    The embeddings are prepared and normalised once (every row, in float32,
+    as :func:`score_trials` does for the rows it uses), so memory does not
+    grow with the number of trials and each score is the one
+    :func:`score_trials` gives. Returns the number of trials.
     """
+    unit = None
     count = 0
     with atomic_output(output_path) as f:
         for trials in iter_trials(trials_path, chunk_bytes):
-            scores, _, _ = score_trials(trials, embeddings, mean_vec, length_norm)
+            enroll_rows, test_rows = index_trial_keys(trials, embeddings.row_of, embeddings.source)
+            if unit is None:  # once, for every row: each piece then only gathers rows
+                unit = l2_normalize_rows(prepare_embeddings(embeddings.matrix, mean_vec, length_norm))
+            scores = unit_cosine_scores(unit, enroll_rows, test_rows)
             f.writelines(score_lines(trials.enroll, trials.test, scores, trials.labels, decimals))
             count += len(trials)
     return count
