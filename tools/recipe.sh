@@ -14,7 +14,13 @@
 #   run_stage N              true when stage N lies in [$stage, $stop_stage]; records
 #                            N as the current stage (for require, also in the
 #                            scripts a stage calls)
+#   stages_overlap A B       true when stages A..B and [$stage, $stop_stage] overlap
+#                            (a recipe runs a stage script such as
+#                            tools/stages/backend.sh, stages 5-9, with its own
+#                            --stage/--stop_stage)
 #   config_value FILE KEY    a top-level value of a YAML config ('' when absent)
+#   exp_dir_of CONFIG        $exp_dir, or when that is empty the exp_dir of CONFIG (if the
+#                            file exists and a stage from 3 on is to run)
 #   set_device GPUS          device=cuda and CUDA_VISIBLE_DEVICES=GPUS, or device=cpu
 #                            when GPUS is empty
 #   set_training_processes GPUS NPROC
@@ -51,8 +57,20 @@ run_stage() {
   [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]
 }
 
+stages_overlap() {
+  [ "$stage" -le "$2" ] && [ "$stop_stage" -ge "$1" ]
+}
+
 config_value() {
   python -c "import sys, yaml; v = (yaml.safe_load(open(sys.argv[1])) or {}).get(sys.argv[2]); print('' if v is None else v)" "$1" "$2"
+}
+
+exp_dir_of() {
+  if [ -z "$exp_dir" ] && [ "$stop_stage" -ge 3 ] && [ -f "$1" ]; then
+    config_value "$1" exp_dir
+  else
+    echo "$exp_dir"
+  fi
 }
 
 set_device() {

@@ -64,21 +64,16 @@ help_message=$(sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//')
 . tools/recipe.sh
 
 case $enroll_mode in concat|average) ;; *) log "ERROR: --enroll_mode must be concat or average"; exit 1 ;; esac
-if [ -z "$exp_dir" ] && [ "$stop_stage" -ge 3 ] && [ -f "$config" ]; then
-  exp_dir=$(config_value "$config" exp_dir)
-fi
-device=cpu
-if [ -n "$gpus" ]; then
-  export CUDA_VISIBLE_DEVICES=$gpus
-  device=cuda
-fi
+exp_dir=$(exp_dir_of "$config")
+set_device "$gpus"
 emb=$exp_dir/embeddings
-scores=$exp_dir/scores
-norm=$score_norm
-[ "$score_norm" = asnorm ] && norm=asnorm$top_n
 enroll=cnc_enroll_$enroll_mode
-eval_set=cnc_eval_$enroll_mode
-trials=CNC-Eval.$enroll_mode       # score files: $scores/$trials{,.$norm,.qmf}.score
+eval_set=cnc_eval_$enroll_mode     # the enrollment embeddings and the test ones, built in stage 5
+backend=(--exp_dir "$exp_dir" --train_set cnceleb_train --eval_set "$eval_set"
+         --extract_sets "cnceleb_train cnc_test $enroll" --trials data/trials/CNC-Eval
+         --names "CNC-Eval.$enroll_mode" --cali_set cnceleb_train --score_norm "$score_norm"
+         --top_n "$top_n" --nj "$nj" --device "$device" --report_suffix ".$enroll_mode"
+         --num_avg "$num_avg" --check_data data/cnc_test)
 
 if run_stage 1; then
   log "stage 1: data (CN-Celeb1/2, $aug_sets, trials; enrollment: $enroll_mode)"
@@ -98,67 +93,23 @@ fi
 
 if run_stage 2; then
   log "stage 2: $data_type list of data/cnceleb_train"
-  require data/cnceleb_train/wav.scp data/cnceleb_train/utt2spk
-  if [ "$data_type" = shard ]; then
-    python tools/make_shard_list.py --num_utts_per_shard "$num_utts_per_shard" --num_threads "$nj" \
-      --shuffle --seed 777 data/cnceleb_train data/cnceleb_train/shards data/cnceleb_train/shard.list
-  else
-    python tools/make_raw_list.py data/cnceleb_train data/cnceleb_train/raw.list
-  fi
+  tools/stages/lists.sh --data_type "$data_type" --num_utts_per_shard "$num_utts_per_shard" --nj "$nj" \
+    data/cnceleb_train
 fi
 
 if run_stage 3; then
-  list=data/cnceleb_train/$data_type.list
-  require "$config" "$list" data/cnceleb_train/utt2spk
-  [ -n "$exp_dir" ] || { log "ERROR: no exp_dir: give --exp_dir or set exp_dir in $config"; exit 1; }
-  aug_args=()
-  for set in $aug_sets; do
-    case $set in
-      musan) require data/musan/wav.scp; aug_args+=(--dataset_args.noise_data data/musan) ;;
-      rirs) require data/rirs/wav.scp; aug_args+=(--dataset_args.reverb_data data/rirs) ;;
-    esac
-  done
-  init_args=()
-  if [ -n "$model_init" ]; then
-    require "$model_init"
-    init_args=(--model_init "$model_init")
-  fi
-  if [ -n "$gpus" ]; then
-    procs=$(echo "$gpus" | tr ',' '\n' | grep -c .)
-  else
-    procs=$nproc
-    export OMP_NUM_THREADS=$(( $(nproc) / nproc > 0 ? $(nproc) / nproc : 1 ))
-  fi
-  if [ "$nnodes" -gt 1 ]; then
-    [ -n "$rdzv_endpoint" ] || { log "ERROR: --nnodes $nnodes needs --rdzv_endpoint host:port"; exit 1; }
-    launcher=(torchrun --nnodes="$nnodes" --nproc_per_node="$procs" --rdzv_backend=c10d
-              --rdzv_endpoint="$rdzv_endpoint" --rdzv_id="$rdzv_id")
-  else
-    launcher=(torchrun --standalone --nnodes=1 --nproc_per_node="$procs")
-  fi
-  log "stage 3: training $config into $exp_dir ($nnodes node(s) x $procs process(es), $device)"
-  "${launcher[@]}" -m wespk.bin.train --config "$config" --device "$device" \
-    --exp_dir "$exp_dir" --data_type "$data_type" --train_data "$list" \
-    --train_label data/cnceleb_train/utt2spk "${aug_args[@]}" "${init_args[@]}"
+  log "stage 3: training $config"
+  tools/stages/train.sh --config "$config" --exp_dir "$exp_dir" --data_type "$data_type" \
+    --train_data "data/cnceleb_train/$data_type.list" --train_label data/cnceleb_train/utt2spk \
+    --aug_sets "$aug_sets" --model_init "$model_init" --gpus "$gpus" --nproc "$nproc" --nnodes "$nnodes" \
+    --rdzv_endpoint "$rdzv_endpoint" --rdzv_id "$rdzv_id"
 fi
 
-if run_stage 4; then
-  log "stage 4: averaging checkpoints of $exp_dir"
-  require "$exp_dir/models" "$exp_dir/config.yaml"
-  [ -n "$num_avg" ] || num_avg=$(config_value "$exp_dir/config.yaml" num_avg)
-  python -m wespk.bin.average_model --src_path "$exp_dir/models" \
-    --dst_model "$exp_dir/models/avg_model.pt" --num "${num_avg:-10}"
+if stages_overlap 4 5; then
+  tools/stages/backend.sh --stage "$stage" --stop_stage "$(( stop_stage < 5 ? stop_stage : 5 ))" "${backend[@]}"
 fi
 
 if run_stage 5; then
-  log "stage 5: extracting embeddings ($nj jobs, $device; enrollment: $enroll_mode)"
-  require "$exp_dir/models/avg_model.pt" data/cnceleb_train/wav.scp data/cnc_test/wav.scp "data/$enroll/wav.scp"
-  for set in cnceleb_train cnc_test "$enroll"; do
-    python -m wespk.bin.extract --model_dir "$exp_dir" --data "data/$set" \
-      --out_dir "$emb/$set" --nj "$nj" --device "$device"
-  done
-  python -m wespk.bin.speaker_mean --embeddings "$emb/cnceleb_train/xvector.scp" \
-    --utt2spk data/cnceleb_train/utt2spk --output_dir "$emb/cnceleb_train_spk"
   # the scored set: one embedding per enrollment id, plus the test utterances
   mkdir -p "$emb/$eval_set"
   if [ "$enroll_mode" = average ]; then
@@ -177,60 +128,8 @@ if run_stage 5; then
   cat "$enroll_emb/utt2dur" "$emb/cnc_test/utt2dur" > "$emb/$eval_set/utt2dur"
 fi
 
-if run_stage 6; then
-  log "stage 6: cosine scoring of CNC-Eval (enrollment: $enroll_mode; cnceleb_train mean subtracted)"
-  require "$emb/$eval_set/xvector.scp" "$emb/cnceleb_train/xvector.scp" data/trials/CNC-Eval \
-    data/cnceleb_train/cali_trials
-  python -m wespk.bin.score --embeddings "$emb/$eval_set/xvector.scp" \
-    --mean_from "$emb/cnceleb_train/xvector.scp" --save_mean "$emb/cnceleb_train/mean_vec.npy" \
-    --trials data/trials/CNC-Eval --output "$scores/$trials.score"
-  python -m wespk.bin.score --embeddings "$emb/cnceleb_train/xvector.scp" \
-    --mean_vec "$emb/cnceleb_train/mean_vec.npy" \
-    --trials data/cnceleb_train/cali_trials --output "$scores/cali_trials.score"
-fi
-
-if run_stage 7; then
-  log "stage 7: $score_norm (top $top_n) with the cnceleb_train speakers as cohort"
-  require "$scores/$trials.score" "$scores/cali_trials.score" "$emb/cnceleb_train_spk/xvector.scp" \
-    "$emb/cnceleb_train/mean_vec.npy"
-  norm_args=(--method "$score_norm" --top_n "$top_n" --cohort "$emb/cnceleb_train_spk/xvector.scp"
-             --mean_vec "$emb/cnceleb_train/mean_vec.npy")
-  python -m wespk.bin.score_norm "${norm_args[@]}" --embeddings "$emb/$eval_set/xvector.scp" \
-    --input "$scores/$trials.score" --output "$scores/$trials.$norm.score"
-  python -m wespk.bin.score_norm "${norm_args[@]}" --embeddings "$emb/cnceleb_train/xvector.scp" \
-    --input "$scores/cali_trials.score" --output "$scores/cali_trials.$norm.score"
-fi
-
-if run_stage 8; then
-  log "stage 8: QMF calibration (trained on data/cnceleb_train/cali_trials)"
-  require "$scores/$trials.$norm.score" "$scores/cali_trials.$norm.score" \
-    "$emb/cnceleb_train/utt2dur" "$emb/$eval_set/utt2dur"
-  python -m wespk.bin.calibrate train --scores "$scores/cali_trials.$norm.score" \
-    --utt2dur "$emb/cnceleb_train/utt2dur" --model "$scores/qmf_model.pt"
-  python -m wespk.bin.calibrate apply --model "$scores/qmf_model.pt" --utt2dur "$emb/$eval_set/utt2dur" \
-    --scores "$scores/$trials.$norm.score" --output "$scores/$trials.qmf.score"
-fi
-
-if run_stage 9; then
-  log "stage 9: metrics (enrollment: $enroll_mode)"
-  require "$scores/$trials.score"
-  files=("$scores/$trials.score")
-  for f in "$scores/$trials.$norm.score" "$scores/$trials.qmf.score"; do
-    [ -f "$f" ] && files+=("$f")
-  done
-  python -m wespk.bin.compute_metrics --p_target 0.01 0.05 --auto_calibrated \
-    --det_png "$exp_dir/det.$enroll_mode.png" --hist_png "$exp_dir/score_hist.$enroll_mode.png" \
-    --report_md "$exp_dir/results.$enroll_mode.md" "${files[@]}"
-fi
-
-if run_stage 10; then
-  log "stage 10: export to ONNX and TorchScript"
-  require "$exp_dir/models/avg_model.pt" data/cnc_test/wav.scp
-  check_wav=$(awk 'NR==1{print $2}' data/cnc_test/wav.scp)
-  python -m wespk.bin.export_onnx --model_dir "$exp_dir" --output "$exp_dir/models/final.onnx" \
-    --check_wav "$check_wav"
-  python -m wespk.bin.export_jit --model_dir "$exp_dir" --output "$exp_dir/models/final.pt" \
-    --check_wav "$check_wav"
+if stages_overlap 6 10; then
+  tools/stages/backend.sh --stage "$(( stage > 6 ? stage : 6 ))" --stop_stage "$stop_stage" "${backend[@]}"
 fi
 
 if run_stage 11; then

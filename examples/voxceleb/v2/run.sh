@@ -65,18 +65,13 @@ help_message=$(sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//')
 . tools/parse_options.sh
 . tools/recipe.sh
 
-if [ -z "$exp_dir" ] && [ "$stop_stage" -ge 3 ] && [ -f "$config" ]; then
-  exp_dir=$(config_value "$config" exp_dir)
-fi
-device=cpu
-if [ -n "$gpus" ]; then
-  export CUDA_VISIBLE_DEVICES=$gpus
-  device=cuda
-fi
-emb=$exp_dir/embeddings
-scores=$exp_dir/scores
-norm=$score_norm
-[ "$score_norm" = asnorm ] && norm=asnorm$top_n
+exp_dir=$(exp_dir_of "$config")
+set_device "$gpus"
+trial_files=()
+for t in $trials; do trial_files+=("data/trials/$t"); done
+backend=(--exp_dir "$exp_dir" --train_set vox2_dev --eval_set vox1 --trials "${trial_files[*]}"
+         --cali_set vox2_dev --score_norm "$score_norm" --top_n "$top_n" --nj "$nj" --device "$device"
+         --num_avg "$num_avg" --check_data data/vox1)
 
 if run_stage 1; then
   log "stage 1: data (VoxCeleb1, VoxCeleb2 dev, $aug_sets, trial lists)"
@@ -97,139 +92,20 @@ fi
 
 if run_stage 2; then
   log "stage 2: $data_type list of data/vox2_dev"
-  require data/vox2_dev/wav.scp data/vox2_dev/utt2spk
-  if [ "$data_type" = shard ]; then
-    python tools/make_shard_list.py --num_utts_per_shard "$num_utts_per_shard" --num_threads "$nj" \
-      --shuffle --seed 777 data/vox2_dev data/vox2_dev/shards data/vox2_dev/shard.list
-  else
-    python tools/make_raw_list.py data/vox2_dev data/vox2_dev/raw.list
-  fi
+  tools/stages/lists.sh --data_type "$data_type" --num_utts_per_shard "$num_utts_per_shard" --nj "$nj" \
+    data/vox2_dev
 fi
 
 if run_stage 3; then
-  list=data/vox2_dev/$data_type.list
-  require "$config" "$list" data/vox2_dev/utt2spk
-  [ -n "$exp_dir" ] || { log "ERROR: no exp_dir: give --exp_dir or set exp_dir in $config"; exit 1; }
-  aug_args=()
-  for set in $aug_sets; do
-    case $set in
-      musan) require data/musan/wav.scp; aug_args+=(--dataset_args.noise_data data/musan) ;;
-      rirs) require data/rirs/wav.scp; aug_args+=(--dataset_args.reverb_data data/rirs) ;;
-    esac
-  done
-  init_args=()
-  if [ -n "$model_init" ]; then
-    require "$model_init"
-    init_args=(--model_init "$model_init")
-  fi
-  if [ -n "$gpus" ]; then
-    procs=$(echo "$gpus" | tr ',' '\n' | grep -c .)
-  else
-    procs=$nproc
-    export OMP_NUM_THREADS=$(( $(nproc) / nproc > 0 ? $(nproc) / nproc : 1 ))
-  fi
-  if [ "$nnodes" -gt 1 ]; then
-    [ -n "$rdzv_endpoint" ] || { log "ERROR: --nnodes $nnodes needs --rdzv_endpoint host:port"; exit 1; }
-    launcher=(torchrun --nnodes="$nnodes" --nproc_per_node="$procs" --rdzv_backend=c10d
-              --rdzv_endpoint="$rdzv_endpoint" --rdzv_id="$rdzv_id")
-  else
-    launcher=(torchrun --standalone --nnodes=1 --nproc_per_node="$procs")
-  fi
-  log "stage 3: training $config into $exp_dir ($nnodes node(s) x $procs process(es), $device)"
-  "${launcher[@]}" -m wespk.bin.train --config "$config" --device "$device" \
-    --exp_dir "$exp_dir" --data_type "$data_type" --train_data "$list" \
-    --train_label data/vox2_dev/utt2spk "${aug_args[@]}" "${init_args[@]}"
+  log "stage 3: training $config"
+  tools/stages/train.sh --config "$config" --exp_dir "$exp_dir" --data_type "$data_type" \
+    --train_data "data/vox2_dev/$data_type.list" --train_label data/vox2_dev/utt2spk \
+    --aug_sets "$aug_sets" --model_init "$model_init" --gpus "$gpus" --nproc "$nproc" --nnodes "$nnodes" \
+    --rdzv_endpoint "$rdzv_endpoint" --rdzv_id "$rdzv_id"
 fi
 
-if run_stage 4; then
-  log "stage 4: averaging checkpoints of $exp_dir"
-  require "$exp_dir/models" "$exp_dir/config.yaml"
-  [ -n "$num_avg" ] || num_avg=$(config_value "$exp_dir/config.yaml" num_avg)
-  python -m wespk.bin.average_model --src_path "$exp_dir/models" \
-    --dst_model "$exp_dir/models/avg_model.pt" --num "${num_avg:-10}"
-fi
-
-if run_stage 5; then
-  log "stage 5: extracting embeddings of vox1 and vox2_dev ($nj jobs, $device)"
-  require "$exp_dir/models/avg_model.pt" data/vox1/wav.scp data/vox2_dev/wav.scp data/vox2_dev/utt2spk
-  for set in vox1 vox2_dev; do
-    python -m wespk.bin.extract --model_dir "$exp_dir" --data "data/$set" \
-      --out_dir "$emb/$set" --nj "$nj" --device "$device"
-  done
-  # per-speaker means of vox2_dev: the cohort for score normalisation
-  python -m wespk.bin.speaker_mean --embeddings "$emb/vox2_dev/xvector.scp" \
-    --utt2spk data/vox2_dev/utt2spk --output_dir "$emb/vox2_dev_spk"
-fi
-
-if run_stage 6; then
-  log "stage 6: cosine scoring of $trials (vox2_dev mean subtracted)"
-  args=()
-  needs=("$emb/vox1/xvector.scp" "$emb/vox2_dev/xvector.scp" data/vox2_dev/cali_trials)
-  for t in $trials; do
-    needs+=("data/trials/$t")
-    args+=(--trials "data/trials/$t" --output "$scores/$t.score")
-  done
-  require "${needs[@]}"
-  python -m wespk.bin.score --embeddings "$emb/vox1/xvector.scp" --mean_from "$emb/vox2_dev/xvector.scp" \
-    --save_mean "$emb/vox2_dev/mean_vec.npy" "${args[@]}"
-  python -m wespk.bin.score --embeddings "$emb/vox2_dev/xvector.scp" --mean_vec "$emb/vox2_dev/mean_vec.npy" \
-    --trials data/vox2_dev/cali_trials --output "$scores/cali_trials.score"
-fi
-
-if run_stage 7; then
-  log "stage 7: $score_norm (top $top_n) with the vox2_dev speakers as cohort"
-  args=()
-  needs=("$emb/vox2_dev_spk/xvector.scp" "$emb/vox2_dev/mean_vec.npy" "$scores/cali_trials.score")
-  for t in $trials; do
-    needs+=("$scores/$t.score")
-    args+=(--input "$scores/$t.score" --output "$scores/$t.$norm.score")
-  done
-  require "${needs[@]}"
-  norm_args=(--method "$score_norm" --top_n "$top_n" --cohort "$emb/vox2_dev_spk/xvector.scp"
-             --mean_vec "$emb/vox2_dev/mean_vec.npy")
-  python -m wespk.bin.score_norm "${norm_args[@]}" --embeddings "$emb/vox1/xvector.scp" "${args[@]}"
-  python -m wespk.bin.score_norm "${norm_args[@]}" --embeddings "$emb/vox2_dev/xvector.scp" \
-    --input "$scores/cali_trials.score" --output "$scores/cali_trials.$norm.score"
-fi
-
-if run_stage 8; then
-  log "stage 8: QMF calibration (trained on data/vox2_dev/cali_trials)"
-  args=()
-  needs=("$scores/cali_trials.$norm.score" "$emb/vox2_dev/utt2dur" "$emb/vox1/utt2dur")
-  for t in $trials; do
-    needs+=("$scores/$t.$norm.score")
-    args+=(--scores "$scores/$t.$norm.score" --output "$scores/$t.qmf.score")
-  done
-  require "${needs[@]}"
-  python -m wespk.bin.calibrate train --scores "$scores/cali_trials.$norm.score" \
-    --utt2dur "$emb/vox2_dev/utt2dur" --model "$scores/qmf_model.pt"
-  python -m wespk.bin.calibrate apply --model "$scores/qmf_model.pt" --utt2dur "$emb/vox1/utt2dur" "${args[@]}"
-fi
-
-if run_stage 9; then
-  log "stage 9: metrics"
-  needs=()
-  for t in $trials; do needs+=("$scores/$t.score"); done
-  require "${needs[@]}"
-  files=()
-  for t in $trials; do
-    for f in "$scores/$t.score" "$scores/$t.$norm.score" "$scores/$t.qmf.score"; do
-      [ -f "$f" ] && files+=("$f")
-    done
-  done
-  python -m wespk.bin.compute_metrics --p_target 0.01 0.05 --auto_calibrated \
-    --det_png "$exp_dir/det.png" --hist_png "$exp_dir/score_hist.png" \
-    --report_md "$exp_dir/results.md" "${files[@]}"
-fi
-
-if run_stage 10; then
-  log "stage 10: export to ONNX and TorchScript"
-  require "$exp_dir/models/avg_model.pt" data/vox1/wav.scp
-  check_wav=$(awk 'NR==1{print $2}' data/vox1/wav.scp)
-  python -m wespk.bin.export_onnx --model_dir "$exp_dir" --output "$exp_dir/models/final.onnx" \
-    --check_wav "$check_wav"
-  python -m wespk.bin.export_jit --model_dir "$exp_dir" --output "$exp_dir/models/final.pt" \
-    --check_wav "$check_wav"
+if stages_overlap 4 10; then
+  tools/stages/backend.sh --stage "$stage" --stop_stage "$stop_stage" "${backend[@]}"
 fi
 
 if run_stage 11; then
