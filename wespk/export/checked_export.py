@@ -19,7 +19,7 @@ import torch
 
 from wespk.inference.frontend import build_frontend
 from wespk.export.parity import DEFAULT_TOLERANCE, ParityReport, check_features, check_parity, parity_cases
-from wespk.inference.model_dir import find_eager_model_file
+from wespk.inference.model_dir import load_speaker_model, resolve_model_dir
 from wespk.inference.runners import EagerRunner
 from wespk.io.files import atomic_output
 
@@ -29,12 +29,8 @@ logger = logging.getLogger(__name__)
 def load_eager_model(model_dir: str, checkpoint: Optional[str] = None, device: str = "cpu",
                      trust_checkpoint: bool = False):
     """``(model, config)`` of a model dir's PyTorch checkpoint (never a TorchScript file)."""
-    from wespk.inference.model_dir import ModelDirError, load_model_config, load_speaker_model
-    load_model_config(model_dir)  # a missing config is reported before a missing model file
-    path = checkpoint or find_eager_model_file(model_dir)
-    if path is None:
-        raise ModelDirError(f"{model_dir}: no PyTorch model file (avg_model.pt or models/avg_model.pt)")
-    return load_speaker_model(model_dir, path, device, trust_checkpoint)
+    resolved = resolve_model_dir(model_dir, "torch", model_file=checkpoint)
+    return load_speaker_model(resolved.model_dir, resolved.model_file, device, trust_checkpoint)
 
 
 def copy_config_next_to(output: str, model_dir: str) -> Optional[str]:
