@@ -92,6 +92,8 @@ class EmbeddingExtractor:
         self.frontend = build_frontend(config)
         self.sample_rate = self.frontend.sample_rate
         self.postprocess = postprocess
+        #: the :class:`~wespk.inference.model_dir.ResolvedModel` when made by :meth:`from_model_dir`
+        self.resolved = None
 
     @classmethod
     def from_model_dir(cls, path: str, backend: str = "auto", device: str = "cpu",
@@ -377,7 +379,8 @@ def extract_embeddings(data: str, model_dir: str, out_dir: str, nj: int = 1, bat
     ``precision``/``optimize`` apply to the PyTorch backend; ``num_threads``
     (default: the cores shared among the jobs) to each job. ``progress``
     shows a bar (one job). ``extractor``: an extractor of this model already
-    loaded in this process, used when there is one job (the API's).
+    loaded in this process, used when there is one job (the API's); its own
+    post-processing step then applies.
     """
     from wespk.inference.model_dir import resolve_model_dir
     if format not in OUTPUT_FORMATS:
