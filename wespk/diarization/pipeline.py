@@ -5,9 +5,9 @@ Speech regions come from silero-vad when the ``silero-vad`` package is
 installed (``vad="auto"``), else from wespk's energy VAD
 (:mod:`wespk.features.vad`); gaps shorter than ``min_silence`` are closed and
 regions shorter than ``min_speech`` dropped. Embeddings are computed by the
-extraction engine (:class:`wespk.inference.extractor.EmbeddingExtractor`:
-the model dir's own front end, padded batches with true lengths, no
-randomness). The audio is resampled once to the model's rate.
+extraction engine (:meth:`wespk.inference.extractor.EmbeddingExtractor.embed_segments`:
+the model dir's own front end and backend, padded batches with true lengths,
+no randomness). The audio is resampled once to the model's rate.
 
 Bad input never ends in a traceback: a recording without speech gives no
 turns, a recording with a single usable sub-segment gives one speaker, and
@@ -25,7 +25,7 @@ from wespk.diarization.clustering import ClusteringConfig, cluster_embeddings
 from wespk.diarization.rttm import Turn
 from wespk.diarization.segmentation import (DEFAULT_SHIFT, DEFAULT_WINDOW, SubSegment, labels_to_turns,
                                             subsegment_regions)
-from wespk.io.audio import AudioError, load_audio, resample
+from wespk.io.audio import load_audio, resample
 
 logger = logging.getLogger(__name__)
 
@@ -98,11 +98,13 @@ class Diarizer:
 
     @classmethod
     def from_model_dir(cls, model_dir: str, config: DiarizationConfig = DiarizationConfig(),
-                       device: str = "cpu", trust_checkpoint: bool = False) -> "Diarizer":
+                       device: str = "cpu", trust_checkpoint: bool = False, backend: str = "auto") -> "Diarizer":
+        """A diarizer with the extractor of a model dir (any backend it has, see
+        :meth:`wespk.inference.extractor.EmbeddingExtractor.from_model_dir`)."""
         from wespk.inference.extractor import EmbeddingExtractor
-        from wespk.inference.model_dir import load_speaker_model
-        model, model_config = load_speaker_model(model_dir, device=device, trust_checkpoint=trust_checkpoint)
-        return cls(EmbeddingExtractor(model, model_config, device), config)
+        extractor = EmbeddingExtractor.from_model_dir(model_dir, backend=backend, device=device,
+                                                      trust_checkpoint=trust_checkpoint)
+        return cls(extractor, config)
 
     def speech_regions(self, samples: np.ndarray) -> List[Tuple[float, float]]:
         """Speech regions (seconds) of audio at the model's rate."""
@@ -111,32 +113,27 @@ class Diarizer:
         return tidy_regions(raw, self.config.min_silence, self.config.min_speech)
 
     def embed_subsegments(self, samples: np.ndarray, subsegments: Sequence[SubSegment],
-                          progress_every: float = 10.0) -> Tuple[np.ndarray, List[int]]:
-        """Embeddings ``[M, D]`` of the sub-segments that could be embedded, and their indices."""
-        rate = self.sample_rate
+                          progress_every: float = 10.0, slice_size: int = 512) -> Tuple[np.ndarray, List[int]]:
+        """Embeddings ``[M, D]`` of the sub-segments that could be embedded, and their indices.
+
+        The engine's :meth:`~wespk.inference.extractor.EmbeddingExtractor.embed_segments` is given
+        ``slice_size`` sub-segments at a time, so the features held at once stay bounded.
+        """
         vectors, kept = [], []
         t0 = t_last = time.time()
-        size = self.config.batch_size
-        for begin in range(0, len(subsegments), size):
-            feats, indices = [], []
-            for i in range(begin, min(begin + size, len(subsegments))):
-                seg = subsegments[i]
-                piece = samples[int(round(seg.start * rate)): int(round(seg.end * rate))]
-                try:
-                    feats.append(self.extractor.features(piece, rate, f"sub-segment {seg.start:.2f}-{seg.end:.2f} s"))
-                except AudioError as e:        # too short once trimmed: left out
-                    logger.debug("%s", e)
-                    continue
-                indices.append(i)
-            if feats:
-                vectors.append(self.extractor.embed_features(feats))
-                kept.extend(indices)
-            now = time.time()
-            done = min(begin + size, len(subsegments))
+        for begin in range(0, len(subsegments), slice_size):
+            part = subsegments[begin: begin + slice_size]
+            emb, part_kept = self.extractor.embed_segments(samples, self.sample_rate,
+                                                           [(s.start, s.end) for s in part],
+                                                           batch_size=self.config.batch_size)
+            if part_kept:
+                vectors.append(emb)
+                kept.extend(begin + i for i in part_kept)
+            now, done = time.time(), min(begin + slice_size, len(subsegments))
             if now - t_last >= progress_every and done < len(subsegments):
-                rate_done = done / (now - t0)
-                logger.info("embedded %d/%d sub-segments, %.1f/s, ETA %.0f s", done, len(subsegments),
-                            rate_done, (len(subsegments) - done) / max(rate_done, 1e-9))
+                speed = done / (now - t0)
+                logger.info("embedded %d/%d sub-segments, %.1f/s, ETA %.0f s", done, len(subsegments), speed,
+                            (len(subsegments) - done) / max(speed, 1e-9))
                 t_last = now
         if not vectors:
             return np.zeros((0, 0), dtype=np.float32), []
