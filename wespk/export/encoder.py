@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 #: check then runs other batch sizes and lengths.
 TRACE_FRAMES = 240
 TRACE_LENGTHS = (240, 157)
+#: Samples of the trace example of waveform (SSL) models.
+TRACE_SAMPLES = (16000, 10467)
 
 
 class UtteranceEncoder(nn.Module):
@@ -102,10 +104,17 @@ def prepare_export_module(model: nn.Module, config: Dict) -> ExportModule:
     if has_repvgg_blocks(model):
         from wespk.models.repvgg import convert_to_deploy
         model = convert_to_deploy(model)
-    feats = torch.randn(len(TRACE_LENGTHS), TRACE_FRAMES, feat_dim, generator=generator)
-    lengths = torch.tensor(TRACE_LENGTHS, dtype=torch.long)
+    from wespk.inference.frontend import input_kind
+    if input_kind(config) == "waveform":
+        # SSL models take samples [B, S]: 1 s and about 0.65 s at 16 kHz (lengths differ, so the
+        # masking path is traced)
+        feats = 0.1 * torch.randn(len(TRACE_SAMPLES), TRACE_SAMPLES[0], generator=generator)
+        lengths, time_axis = torch.tensor(TRACE_SAMPLES, dtype=torch.long), "samples"
+    else:
+        feats = torch.randn(len(TRACE_LENGTHS), TRACE_FRAMES, feat_dim, generator=generator)
+        lengths, time_axis = torch.tensor(TRACE_LENGTHS, dtype=torch.long), "frames"
     return ExportModule(module=UtteranceEncoder(model).eval(), kind=UTTERANCE_KIND,
                         example_inputs=(feats, lengths), input_names=["feats", "lengths"],
                         output_names=["embedding"],
-                        dynamic_axes={"feats": {0: "batch", 1: "frames"}, "lengths": {0: "batch"},
+                        dynamic_axes={"feats": {0: "batch", 1: time_axis}, "lengths": {0: "batch"},
                                       "embedding": {0: "batch"}})
