@@ -29,6 +29,7 @@ process (Linux ``/proc``) that builds one contender and runs it twice
 import argparse
 import os
 import sys
+import time
 from types import MappingProxyType
 from typing import Callable, Dict, Tuple
 
@@ -171,6 +172,16 @@ def peak_memory_mb(contender: str, size: str, batch: int, seconds: float, thread
     return (_status_kb("VmHWM") - before) / 1024.0
 
 
+def with_progress(name: str, run: Callable[[], object]) -> Callable[[], object]:
+    """``run`` that prints its name and time to stderr after each call (long runs show progress)."""
+    def call():
+        begin = time.perf_counter()
+        result = run()
+        print(f"benchmarks.ssl: {name}: {time.perf_counter() - begin:.2f} s", file=sys.stderr, flush=True)
+        return result
+    return call
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="base_plus")
@@ -184,7 +195,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     load_before = load_averages()
-    runs = {name: make_contender(name, args.size, args.batch, args.seconds) for name in CONTENDERS}
+    runs = {name: with_progress(name, make_contender(name, args.size, args.batch, args.seconds))
+            for name in CONTENDERS}
     seconds = round_robin_seconds(runs, {name: 1 for name in runs}, repeats=args.repeats)
     memory = {}
     if args.memory:
