@@ -170,7 +170,13 @@ class SpeakerEmbedder:
         size = self.options.batch_size
         for start in range(0, len(order), size):
             chunk = order[start:start + size]
-            for i, vector in zip(chunk, self.extractor.embed_features([feats[i] for i in chunk])):
+            inputs = [feats[i] for i in chunk]
+            if self.extractor.postprocess is None:
+                vectors = self.extractor.embed_features(inputs)
+            else:   # the enhancer's noise is keyed by each input's content
+                from wespk.enhance.enhancer import content_key
+                vectors = self.extractor.embed_keyed([content_key(f) for f in inputs], inputs)
+            for i, vector in zip(chunk, vectors):
                 out[i] = vector
         matrix = np.stack(out).astype(np.float32, copy=False)
         self._embed_dim = int(matrix.shape[1])
@@ -236,12 +242,14 @@ class SpeakerEmbedder:
                                   device=self.options.device, checkpoint=self.model.model_file, strict=strict,
                                   trust_checkpoint=self.trust_checkpoint, backend=self.backend, format=format,
                                   num_threads=self.options.num_threads, progress=progress,
-                                  extractor=self.extractor if nj == 1 else None)
+                                  extractor=self.extractor if nj == 1 else None,
+                                  postprocess=self.extractor.postprocess)
 
 
 def load_model(path: PathLike, device: str = "cpu", backend: str = "auto", batch_size: int = 16,
                num_threads: Optional[int] = None, note: Optional[Callable[[str], None]] = None,
-               trust_checkpoint: bool = False) -> SpeakerEmbedder:
+               trust_checkpoint: bool = False, enhancer: Optional[PathLike] = None,
+               enhance_seed: int = 0) -> SpeakerEmbedder:
     """Load a model dir (or model file) as a :class:`SpeakerEmbedder`.
 
     ``path``: a dir with ``config.yaml`` and ``avg_model.pt`` (or
@@ -251,6 +259,9 @@ def load_model(path: PathLike, device: str = "cpu", backend: str = "auto", batch
     A PyTorch model file is read with ``torch.load(weights_only=True)``;
     ``trust_checkpoint=True`` lifts that for a file that needs it, and runs
     whatever code the file carries: only for files from a trusted source.
+    ``enhancer``: a SEED enhancer dir trained for this model (docs/enhance.md); every embedding is
+    then enhanced, with noise seeded by ``enhance_seed`` and the utterance key (a hash of the
+    input for in-memory audio).
     """
     options = EmbedderConfig(device=device, batch_size=batch_size, backend=backend, num_threads=num_threads)
     resolved = resolve_model(path, options.backend)
@@ -264,7 +275,12 @@ def load_model(path: PathLike, device: str = "cpu", backend: str = "auto", batch
         torch.set_num_threads(options.num_threads)
     runner = make_runner(resolved, options.device, num_threads=options.num_threads,
                          trust_checkpoint=trust_checkpoint)
-    extractor = EmbeddingExtractor(runner, resolved.config, options.device)
+    postprocess = None
+    if enhancer is not None:
+        from wespk.enhance.enhancer import EnhancementStep
+        postprocess = EnhancementStep(os.fspath(enhancer), enhance_seed, model_dir=resolved.model_dir,
+                                      device=options.device)
+    extractor = EmbeddingExtractor(runner, resolved.config, options.device, postprocess=postprocess)
     logger.info("loaded %s (%s backend) from %s", resolved.config.get("model"), resolved.backend,
                 resolved.model_file)
     return SpeakerEmbedder(resolved, extractor, options, note, trust_checkpoint)

@@ -62,7 +62,8 @@ def _load(args: argparse.Namespace, reporter: _Reporter) -> SpeakerEmbedder:
         raise CommandError("no model: pass --model DIR (a dir with config.yaml and avg_model.pt or final.onnx) "
                            "or set WESPK_MODEL")
     return load_model(args.model, device=args.device, backend=args.backend, batch_size=args.batch_size,
-                      note=reporter.note, trust_checkpoint=args.trust_checkpoint)
+                      note=reporter.note, trust_checkpoint=args.trust_checkpoint, enhancer=args.enhancer,
+                      enhance_seed=args.enhance_seed)
 
 
 def _check_files(paths: List[str]) -> None:
@@ -157,9 +158,14 @@ def cmd_extract(args: argparse.Namespace, reporter: _Reporter) -> int:
         raise CommandError(f"{args.wav_scp}: file not found")
     if args.nj < 1:
         raise CommandError(f"--nj must be at least 1, got {args.nj}")
+    postprocess = None
+    if args.enhancer:
+        from wespk.enhance.enhancer import EnhancementStep
+        postprocess = EnhancementStep(args.enhancer, args.enhance_seed, model_dir=args.model, device=args.device)
     count = extract_embeddings(args.wav_scp, args.model, args.out, nj=args.nj, batch_size=args.batch_size,
                                device=args.device, strict=args.strict, trust_checkpoint=args.trust_checkpoint,
-                               backend=args.backend, format=args.format, progress=not args.quiet)
+                               backend=args.backend, format=args.format, progress=not args.quiet,
+                               postprocess=postprocess)
     index = "npy.scp" if args.format == "npy" else "xvector.scp"
     print(f"wrote {count} embeddings to {os.path.join(args.out, index)}")
     return 0
@@ -249,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--trust-checkpoint", "--trust_checkpoint", dest="trust_checkpoint", action="store_true",
                        help="DANGEROUS: read a PyTorch model file with torch.load(weights_only=False), which runs "
                             "any code hidden in it; only for files from a source you trust")
+    model.add_argument("--enhancer", metavar="DIR", default=None,
+                       help="SEED enhancer dir trained for this model: enhance every embedding (docs/enhance.md)")
+    model.add_argument("--enhance-seed", "--enhance_seed", dest="enhance_seed", type=int, default=0,
+                       help="seed of the enhancer's per-key noise (default 0)")
     output = common.add_argument_group("messages")
     output.add_argument("-q", "--quiet", action="store_true", help="no notes on stderr")
     output.add_argument("-v", "--verbose", action="store_true", help="log progress and library warnings")

@@ -51,16 +51,24 @@ def main(argv=None) -> int:
     parser.add_argument("--trust_checkpoint", action="store_true",
                         help="DANGEROUS: read the model file with torch.load(weights_only=False), which runs any code "
                              "hidden in it; only for files from a source you trust")
+    parser.add_argument("--enhancer", default=None,
+                        help="SEED enhancer dir trained for this model (docs/enhance.md): write enhanced embeddings")
+    parser.add_argument("--enhance_seed", type=int, default=0, help="seed of the enhancer's per-key noise (default 0)")
     args = parser.parse_args(argv)
     setup_logging()
     keep_large_allocations_in_heap()
     try:
+        postprocess = None
+        if args.enhancer:
+            from wespk.enhance.enhancer import EnhancementStep
+            postprocess = EnhancementStep(args.enhancer, args.enhance_seed, model_dir=args.model_dir,
+                                          device=args.device)
         count = extract_embeddings(args.data, args.model_dir, args.out_dir, nj=args.nj,
                                    batch_size=args.batch_size, device=args.device,
                                    checkpoint=args.checkpoint, strict=args.strict, precision=args.precision,
                                    max_padding=args.max_padding, optimize=not args.no_optimize,
                                    trust_checkpoint=args.trust_checkpoint, backend=args.backend,
-                                   format=args.format)
+                                   format=args.format, postprocess=postprocess)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"wespk.bin.extract: {e}", file=sys.stderr)
         return 1
