@@ -14,7 +14,7 @@ import os
 import random
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -138,8 +138,10 @@ def worker_context(method: Optional[str]):
     return context
 
 
-def plot_training_curves(records: List[Dict], png_path: str) -> None:
-    """Loss and accuracy against the (fractional) epoch, saved as a PNG."""
+def plot_training_curves(records: List[Dict], png_path: str,
+                         validation: Sequence[Tuple[int, float]] = ()) -> None:
+    """Loss and accuracy against the (fractional) epoch, saved as a PNG; ``validation``:
+    ``(epoch, dev EER %)`` points drawn with the loss (wespk.train.validation)."""
     if not records:
         return
     import matplotlib
@@ -151,6 +153,10 @@ def plot_training_curves(records: List[Dict], png_path: str) -> None:
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("training loss")
     ax1.grid(alpha=0.3)
+    if validation:
+        ax_eer = ax1.twinx()
+        ax_eer.plot([e for e, _ in validation], [v for _, v in validation], "o-", color="tab:red")
+        ax_eer.set_ylabel("dev EER (%)", color="tab:red")
     ax2.plot(x, [100 * r["acc"] for r in records], color="tab:green")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("training accuracy (%)")
@@ -171,13 +177,16 @@ class Trainer:
     """Builds data, model, head, optimizer and schedules from a config; runs epochs."""
 
     def __init__(self, config: Dict, dist_info: DistInfo, precision: Optional[str] = None,
-                 checkpoint: Optional[str] = None, trust_checkpoint: bool = False):
+                 checkpoint: Optional[str] = None, trust_checkpoint: bool = False, validation=None):
+        """``validation``: an end-of-epoch hook such as :class:`wespk.train.validation.EpochValidation`
+        (``after_epoch(epoch, checkpoint) -> stop`` and ``curve()``), or None."""
         from wespk.data.dataset import BalancedSpeakerDataset, SpeakerDataset, count_utterances, read_spk2id
         from wespk.losses import build_loss, get_projection
         from wespk.models import get_speaker_model
 
         self.config = config
         self.trust_checkpoint = trust_checkpoint  # weights_only=False for model_init and resume (runs code)
+        self.validation = validation
         self.dist = dist_info
         self.device = dist_info.device
         self.precision = resolve_precision(config, precision, self.device)
@@ -479,10 +488,14 @@ class Trainer:
             del batches, loader
             if epoch % self.save_epoch_interval == 0 or epoch == self.num_epochs:
                 self._save(epoch, self.epoch_iter)
+                if self.validation is not None and self.validation.after_epoch(
+                        epoch, os.path.join(self.model_dir, f"model_{epoch}.pt")):
+                    break  # early stopping on the dev EER
         if progress is not None:
             progress.close()
         if self.dist.is_main:
-            plot_training_curves(self.history.read(), os.path.join(self.exp_dir, "train_curves.png"))
+            plot_training_curves(self.history.read(), os.path.join(self.exp_dir, "train_curves.png"),
+                                 self.validation.curve() if self.validation is not None else ())
             if self.skipped_steps:
                 logger.warning("%d step(s) were skipped for non-finite loss or gradients", self.skipped_steps)
             logger.info("training finished: %s", self.model_dir)
