@@ -251,20 +251,3 @@ def test_calibrate_run_with_lap_features(golden_scoring, golden_embeddings, tmp_
     missing = run_cli("wespk.bin.calibrate", "gather", "--utt2dur", golden_scoring / "utt2dur.txt", "--features", "lap",
                       "--input", scores / "asnorm100_mean.score.txt", "--output", tmp_path / "x")
     assert missing.returncode == 1 and "--features lap needs --embeddings" in missing.stderr
-
-
-def test_streamed_calibration_equals_the_whole_file(golden_scoring, tmp_path):
-    from wespk.scoring.calibration import calibrate_score_norm_file
-
-    normed = golden_scoring / "scores/asnorm100_mean.score.txt"
-    durations = read_durations(golden_scoring / "utt2dur.txt")
-    state = load_qmf_model(golden_scoring / "calibration/calibration_model.pt")
-    factors = gather_factors(read_score_norm_file(normed), durations)
-    write_factors(tmp_path / "whole.factors", factors)
-    write_calibrated_scores(tmp_path / "whole.score", factors, apply_qmf(state, factors.features))
-    raw, llrs, is_target = calibrate_score_norm_file(state, normed, tmp_path / "pieces.score", durations,
-                                                     factors_path=tmp_path / "pieces.factors", chunk_bytes=2000)
-    assert (tmp_path / "pieces.score").read_bytes() == (tmp_path / "whole.score").read_bytes()
-    assert (tmp_path / "pieces.factors").read_bytes() == (tmp_path / "whole.factors").read_bytes()
-    assert len(llrs) == len(factors) and is_target.sum() == sum(label == "target" for label in factors.labels)
-    np.testing.assert_array_equal(raw, factors.features[:, 0])

@@ -44,9 +44,8 @@ os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 import numpy as np
 
 from wespk.io.files import DataFileError
-from wespk.scoring.calibration import (DEFAULT_MAX_DUR, FEATURE_SETS, apply_qmf, calibrate_score_norm_file,
-                                       gather_factors, load_qmf_model, read_factors, save_qmf_model,
-                                       train_qmf_on_factors, write_calibrated_scores, write_factors)
+from wespk.scoring.calibration import (DEFAULT_MAX_DUR, FEATURE_SETS, apply_qmf, gather_factors, load_qmf_model, read_factors,
+                                       save_qmf_model, train_qmf_on_factors, write_calibrated_scores, write_factors)
 from wespk.scoring.calibration_trials import read_durations
 from wespk.scoring.cosine import EmbeddingSet
 from wespk.scoring.metrics import cllr
@@ -169,16 +168,6 @@ def _apply(state, factors, output_path, float32_weights):
     logger.info("%s -> %s", factors.path, output_path)
 
 
-def _calibrate_file(state, input_path, output_path, durations, embeddings, args, factors_path=None):
-    """gather + apply + write for one score-norm file, streamed."""
-    raw, llrs, is_target = calibrate_score_norm_file(state, input_path, output_path, durations, args.max_dur,
-                                                     args.features, embeddings, args.float32_weights, factors_path)
-    if is_target is not None and 0 < is_target.sum() < len(is_target):
-        print(f"{output_path}: Cllr {cllr(raw, is_target):.4f} (raw score) -> {cllr(llrs, is_target):.4f} "
-              f"(calibrated)")
-    logger.info("%s: %d trials -> %s", input_path, len(llrs), output_path)
-
-
 def _factor_tables(args, factor_paths, score_paths):
     """Factor tables from factor files, or gathered from score-norm files."""
     if factor_paths:
@@ -206,13 +195,8 @@ def main(argv=None) -> int:
             _train(factors, args.model, args)
         elif args.command == "apply":
             state = load_qmf_model(args.model)
-            if args.factors:
-                for factors, output_path in zip(_factor_tables(args, args.factors, None), args.output):
-                    _apply(state, factors, output_path, args.float32_weights)
-            else:
-                durations, embeddings = _durations(args), _embeddings(args)
-                for input_path, output_path in zip(args.scores, args.output):
-                    _calibrate_file(state, input_path, output_path, durations, embeddings, args)
+            for factors, output_path in zip(_factor_tables(args, args.factors, args.scores), args.output):
+                _apply(state, factors, output_path, args.float32_weights)
         else:
             durations, embeddings = _durations(args), _embeddings(args)
             cali_factors = _gather(args.cali_input, durations, args, embeddings)
@@ -221,10 +205,11 @@ def main(argv=None) -> int:
                               cali_factors)
             state = _train(cali_factors, args.model, args).state_dict
             for input_path, output_path in zip(args.input, args.output):
-                factors_path = None
+                factors = _gather(input_path, durations, args, embeddings)
                 if args.factors_dir:
-                    factors_path = os.path.join(args.factors_dir, os.path.basename(input_path) + ".calibration")
-                _calibrate_file(state, input_path, output_path, durations, embeddings, args, factors_path)
+                    write_factors(os.path.join(args.factors_dir, os.path.basename(input_path) + ".calibration"),
+                                  factors)
+                _apply(state, factors, output_path, args.float32_weights)
         logger.info("done in %.2f s", time.perf_counter() - start)
     except (DataFileError, ValueError) as e:
         print(f"wespk.bin.calibrate: error: {e}", file=sys.stderr)

@@ -32,7 +32,6 @@ the in-memory tables here hold those rounded values too, so training from a
 file or from memory gives the same model.
 """
 
-import contextlib
 import logging
 import math
 import os
@@ -44,9 +43,8 @@ import torch
 from torch import nn
 
 from wespk.io.files import DataFileError, atomic_output
-from wespk.io.trials import DEFAULT_CHUNK_BYTES, LABEL_IS_TARGET, UNKNOWN_LABEL, check_label_column, read_text_table
-from wespk.scoring.score_files import (ScoreTable, format_fixed, iter_score_file, parse_float_column,
-                                       round_like_format, score_lines)
+from wespk.io.trials import UNKNOWN_LABEL, check_label_column, read_text_table
+from wespk.scoring.score_files import ScoreTable, format_fixed, parse_float_column, round_like_format, write_score_file
 
 logger = logging.getLogger(__name__)
 
@@ -219,17 +217,11 @@ def gather_factors(score_norm: ScoreTable, durations: Optional[Mapping[str, floa
                               line_numbers=score_norm.line_numbers, feature_names=names)
 
 
-def factor_lines(factors: CalibrationFactors) -> List[str]:
-    """The lines of :func:`write_factors`."""
-    return [" ".join(fields) + "\n" for fields in zip(factors.enroll, factors.test, factors.labels,
-                                                      *factors.feature_text)]
-
-
 def write_factors(path: PathLike, factors: CalibrationFactors) -> None:
     """Write a factor table atomically in WeSpeaker's ``.calibration`` layout."""
-    lines = factor_lines(factors)
     with atomic_output(path) as f:
-        f.writelines(lines)
+        f.writelines(" ".join(fields) + "\n"
+                     for fields in zip(factors.enroll, factors.test, factors.labels, *factors.feature_text))
 
 
 def read_factors(path: PathLike, feature_set: str = "wespeaker") -> CalibrationFactors:
@@ -419,45 +411,7 @@ def apply_qmf(state_dict: Mapping[str, torch.Tensor], features: np.ndarray,
         return model(torch.from_numpy(np.ascontiguousarray(features))).view(-1).numpy().copy()
 
 
-def calibrated_score_lines(factors: CalibrationFactors, llrs: np.ndarray) -> List[str]:
-    """The lines of :func:`write_calibrated_scores`."""
-    labels = None if all(label == UNKNOWN_LABEL for label in factors.labels) else factors.labels
-    return score_lines(factors.enroll, factors.test, llrs, labels, decimals=None)
-
-
 def write_calibrated_scores(path: PathLike, factors: CalibrationFactors, llrs: np.ndarray) -> None:
     """Write ``enroll test llr label`` (full precision); the label is left out for unlabelled trials."""
-    lines = calibrated_score_lines(factors, llrs)
-    with atomic_output(path) as f:
-        f.writelines(lines)
-
-
-def calibrate_score_norm_file(state_dict: Mapping[str, torch.Tensor], input_path: PathLike, output_path: PathLike,
-                              durations: Optional[Mapping[str, float]], max_dur: float = DEFAULT_MAX_DUR,
-                              feature_set: str = "wespeaker", embeddings=None, float32_weights: bool = False,
-                              factors_path: Optional[PathLike] = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES
-                              ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
-    """Gather the factors of a score-norm file, apply the model and write the calibrated scores, a piece at a time.
-
-    The same lines as :func:`gather_factors`, :func:`apply_qmf` and
-    :func:`write_calibrated_scores` on the whole file (and the factor file
-    too with ``factors_path``), with memory that does not grow with the
-    number of trials. Returns the raw scores, the llrs and the target flags
-    (None unless every trial is labelled).
-    """
-    raw, llrs, labels = [], [], []
-    with contextlib.ExitStack() as stack:
-        out = stack.enter_context(atomic_output(output_path))
-        factor_file = stack.enter_context(atomic_output(factors_path)) if factors_path is not None else None
-        for table in iter_score_file(input_path, chunk_bytes=chunk_bytes):
-            factors = gather_factors(table, durations, max_dur, feature_set, embeddings)
-            piece = apply_qmf(state_dict, factors.features, float32_weights)
-            out.writelines(calibrated_score_lines(factors, piece))
-            if factor_file is not None:
-                factor_file.writelines(factor_lines(factors))
-            raw.append(factors.features[:, 0])
-            llrs.append(piece)
-            labels.append(np.array([LABEL_IS_TARGET.get(label, -1) for label in factors.labels], dtype=np.int8))
-    flags = np.concatenate(labels)
-    is_target = None if (flags < 0).any() else flags.astype(bool)
-    return np.concatenate(raw), np.concatenate(llrs), is_target
+    labels = None if all(label == UNKNOWN_LABEL for label in factors.labels) else factors.labels
+    write_score_file(path, factors.enroll, factors.test, llrs, labels, decimals=None)
