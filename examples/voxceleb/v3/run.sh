@@ -44,19 +44,7 @@ eval_stages="5 6 7 8 9 10" # ../v2/run.sh stages run by stage 6
 
 . ./path.sh
 . tools/parse_options.sh
-
-log() { echo "$(date '+%F %T') [$(basename "${BASH_SOURCE[1]}"):${BASH_LINENO[0]}] $*"; }
-
-require() {
-  local missing=()
-  for f in "$@"; do [ -e "$f" ] || missing+=("$f"); done
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "ERROR: stage $current_stage needs ${missing[*]}; run the earlier stages first"
-    exit 1
-  fi
-}
-
-run_stage() { current_stage=$1; [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+. tools/recipe.sh
 
 [ -n "$frozen_config" ] || frozen_config=conf/${setup}_frozen.yaml
 [ -n "$joint_config" ] || joint_config=conf/${setup}_joint_ft.yaml
@@ -86,12 +74,12 @@ if run_stage 2; then
   if [ -z "$pretrained_dir" ]; then
     pretrained_dir=$(python -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); print(c['model_args']['frontend_args'].get('model_dir') or '')" "$frozen_config")
   fi
-  [ -n "$pretrained_dir" ] || { log "ERROR: $frozen_config has no frontend_args.model_dir; give --pretrained_dir"; exit 1; }
+  [ -n "$pretrained_dir" ] || die "$frozen_config has no frontend_args.model_dir; give --pretrained_dir"
   if [ -f "$pretrained_dir/config.json" ]; then
     log "stage 2: $pretrained_dir exists; nothing to convert"
   else
-    [ -n "$wavlm_checkpoint" ] || { log "ERROR: stage 2 needs --wavlm_checkpoint (the official WavLM .pt)"; exit 1; }
-    current_stage=2; require "$wavlm_checkpoint"
+    [ -n "$wavlm_checkpoint" ] || die "stage 2 needs --wavlm_checkpoint (the official WavLM .pt)"
+    require "$wavlm_checkpoint"
     log "stage 2: $wavlm_checkpoint -> $pretrained_dir"
     python -m wespk.bin.checkpoint_tool convert-ssl "$wavlm_checkpoint" "$pretrained_dir"
   fi
