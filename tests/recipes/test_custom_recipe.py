@@ -1,6 +1,7 @@
 """The own-data recipe end to end on a folder tree made from the bundled corpus,
 its CSV and JSON-lines layouts, the seeded speaker split, and fine-tuning."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -73,11 +74,52 @@ def test_validation_eer_and_export(trained):
         assert [s[:2] for s in scores] == [t[:2] for t in trials], name
     report = (exp / "results.md").read_text()
     assert "dev.score" in report and "dev.asnorm4.score" in report
-    assert proc.stdout.count("EER = ") == 2
+    assert proc.stdout.count("EER = ") == 3   # cosine without and with the mean subtracted, AS-norm
     # the shipped config, with the test's overrides on top
     config = __import__("yaml").safe_load((exp / "config.yaml").read_text())
     assert config["model_args"]["m_channels"] == 8 and config["num_epochs"] == 1
     assert config["dataset_args"]["noise_data"] == "data/aug/noise"
+    # the dev EER of the epoch (validation.jsonl), the one stage 4 averaged
+    records = [json.loads(line) for line in read_lines(exp / "validation.jsonl")]
+    assert [r["epoch"] for r in records] == [1] and 0.0 <= records[0]["eer"] <= 1.0
+    assert "epoch 1: dev EER" in (exp / "train.log").read_text()
+    assert "averaging epochs 1-1 of exp/resnet34_small (the lowest mean dev EER" in proc.stdout
+
+
+def test_model_dir_scored_before_and_after_finetuning(trained):
+    """--model_init MODEL_DIR: the pretrained model's dev scores first (exp/pretrained_<dir>),
+    one epoch of fine-tuning, both in the fine-tuned results.md on the same trials."""
+    recipe, _ = trained
+    proc = run(["bash", "run.sh", "--stage", "3", "--stop_stage", "9", "--exp_dir", "exp/ft",
+                "--model_init", "exp/resnet34_small", "--train_args", FAST, "--nj", "1", "--top_n", "4"],
+               cwd=recipe, timeout=900)
+    pre = recipe / "exp" / "pretrained_resnet34_small"
+    assert "the pretrained model exp/pretrained_resnet34_small on the dev trials" in proc.stdout
+    # the pretrained model's dev scores are the trained recipe's own (same model, same back end)
+    assert read_lines(pre / "scores" / "dev.score") == read_lines(recipe / "exp" / "resnet34_small" / "scores" / "dev.score")
+    report = (recipe / "exp" / "ft" / "results.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| `")]
+    assert [r.split("`")[1] for r in rows] == [
+        "exp/pretrained_resnet34_small/scores/dev.nomean.score", "exp/pretrained_resnet34_small/scores/dev.score",
+        "exp/pretrained_resnet34_small/scores/dev.asnorm4.score", "exp/ft/scores/dev.nomean.score",
+        "exp/ft/scores/dev.score", "exp/ft/scores/dev.asnorm4.score"]
+    assert "initialised the encoder" in (recipe / "exp" / "ft" / "train.log").read_text()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("resemblyzer") is None,
+                    reason="the resemblyzer package (its GE2E weights) is not installed")
+def test_pretrained_ge2e_with_the_adapted_back_end(trained):
+    recipe, _ = trained
+    proc = run(["bash", "run.sh", "--stage", "3", "--pretrained", "ge2e", "--finetune", "false",
+                "--nj", "1", "--top_n", "4"], cwd=recipe, timeout=900)
+    exp = recipe / "exp" / "pretrained_ge2e"
+    report = (exp / "results.md").read_text()
+    assert "exp/pretrained_ge2e/scores/dev.score" in report and "dev.asnorm4.score" in report
+    assert "no fine-tuning (--finetune false)" in proc.stdout
+    assert not (exp / "models").exists()
+    refused = run(["bash", "run.sh", "--stage", "3", "--pretrained", "ge2e"], cwd=recipe, check=False)
+    assert refused.returncode != 0
+    assert "the training pipeline cannot compute the GE2E encoder's features" in refused.stdout
 
 
 def test_finetune_freezes_layers(trained):

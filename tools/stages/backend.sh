@@ -11,6 +11,7 @@
 #                 (default: --train_set --eval_set --cali_set); <train_set>_spk (speaker means)
 #   6 score       <exp_dir>/scores/<name>.score: cosine on --eval_set, the mean of --train_set
 #                 subtracted (saved in embeddings/<train_set>/mean_vec.npy); cali_trials.score
+#                 (with --plain_cosine true also <name>.nomean.score: no mean subtracted)
 #   7 score_norm  <name>.asnorm<top_n>.score (or .snorm.score), <train_set> speakers as cohort
 #   8 calibrate   qmf_model.pt fitted on cali_trials.<norm>.score; <name>.qmf.score
 #                 (only with --cali_set)
@@ -45,6 +46,7 @@ device=cpu           # extraction device: cpu or cuda
 cllr_of=qmf          # stage 9: actDCF and Cllr for the qmf files only, or for all files
 report_suffix=""     # stage 9: <exp_dir>/{results,det,score_hist}<suffix>.{md,png}
 num_avg=""           # stage 4: epochs averaged (default: the config's num_avg)
+plain_cosine=false   # stage 6: true also scores without the mean subtraction
 qmf_duration=true    # stage 8: false leaves QMF's four duration features out (--drop_duration)
 compare_dir=""       # stage 9: another exp dir whose score files are reported too
 check_data=""        # stage 10: the data dir of the parity check (default: <data>/<eval_set>)
@@ -123,6 +125,13 @@ if run_stage 6; then
   done
   python -m wespk.bin.score --embeddings "$emb/$eval_set/xvector.scp" --mean_from "$emb/$train_set/xvector.scp" \
     --save_mean "$emb/$train_set/mean_vec.npy" "${args[@]}"
+  if [ "$plain_cosine" = true ]; then
+    args=()
+    for i in "${!trial_files[@]}"; do
+      args+=(--trials "${trial_files[$i]}" --output "$scores/${score_names[$i]}.nomean.score")
+    done
+    python -m wespk.bin.score --embeddings "$emb/$eval_set/xvector.scp" "${args[@]}"
+  fi
   if [ -n "$cali_set" ]; then
     python -m wespk.bin.score --embeddings "$emb/$cali_set/xvector.scp" --mean_vec "$emb/$train_set/mean_vec.npy" \
       --trials "$cali_trials" --output "$scores/cali_trials.score"
@@ -176,13 +185,14 @@ if run_stage 9; then
   require "${needs[@]}"
   files=()
   for name in "${score_names[@]}"; do
-    for f in "$compare_dir/scores/$name.score" "$compare_dir/scores/$name.$norm.score" \
-             "$compare_dir/scores/$name.qmf.score"; do
+    for f in "$compare_dir/scores/$name.nomean.score" "$compare_dir/scores/$name.score" \
+             "$compare_dir/scores/$name.$norm.score" "$compare_dir/scores/$name.qmf.score"; do
       [ -n "$compare_dir" ] && [ -f "$f" ] && files+=("$f")
     done
   done
   for name in "${score_names[@]}"; do
-    for f in "$scores/$name.score" "$scores/$name.$norm.score" "$scores/$name.qmf.score"; do
+    for f in "$scores/$name.nomean.score" "$scores/$name.score" "$scores/$name.$norm.score" \
+             "$scores/$name.qmf.score"; do
       [ -f "$f" ] && files+=("$f")
     done
   done

@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # Train a speaker-embedding model on your own data: import it (a folder tree, a CSV
 # or a JSON-lines manifest), hold some speakers out as a dev set, train, and measure
-# the equal error rate on dev trials. --model_init fine-tunes a pretrained model.
+# the equal error rate on dev trials. --model_init fine-tunes a pretrained model;
+# --pretrained ge2e measures the GE2E encoder of the resemblyzer package on your dev trials.
 #
 # Usage: bash run.sh --source DIR_OR_MANIFEST [--layout folder|csv|jsonl] [--config conf/resnet34_small.yaml]
 #        bash run.sh --source ... --config conf/resnet34_finetune.yaml --model_init pretrained/avg_model.pt
+#        bash run.sh --source ... --config conf/resnet34_finetune.yaml --model_init MODEL_DIR
+#        bash run.sh --source ... --pretrained ge2e --finetune false
 #
 # Stages
 #   1 prepare     data/all from --source (wespk.bin.prepare_data); a speaker-disjoint, seeded split
 #                 into data/train and data/dev; data/dev/trials (wespk.bin.make_trials)
 #   2 lists       data/train/raw.list (or shards); data/aug/{noise,rirs} simulated from the
 #                 training speech (wespk.bin.make_noise_set) unless --noise_data/--reverb_data
-#   3 train       exp/<name>/models/model_<epoch>.pt          (torchrun; resumes by itself)
-#   4 average     exp/<name>/models/avg_model.pt
+#   3 train       with a pretrained model (--pretrained ge2e, or --model_init MODEL_DIR): first its
+#                 dev scores (stages 5-9 into exp/pretrained_<name>, the back end fitted on
+#                 data/train); then exp/<name>/models/model_<epoch>.pt (torchrun; resumes by
+#                 itself), the dev EER after every epoch in exp/<name>/validation.jsonl
+#   4 average     exp/<name>/models/avg_model.pt (the epochs with the lowest dev EER)
 #   5 extract     exp/<name>/embeddings/{train,dev}/xvector.{ark,scp}; train_spk (speaker means)
 #   6 score       exp/<name>/scores/dev.score                 (cosine, training mean subtracted)
 #   7 score_norm  exp/<name>/scores/dev.asnorm<N>.score       (AS-norm, training speakers as cohort)
-#   9 metrics     the validation EER / minDCF on dev, DET curve, exp/<name>/results.md
+#   9 metrics     the validation EER / minDCF on dev, DET curve, exp/<name>/results.md (the
+#                 pretrained model's rows first when there is one)
 #  10 export      exp/<name>/models/final.{onnx,pt}
 # (There is no stage 8: QMF calibration needs a calibration list with short and long
 # utterances of many speakers; see examples/voxceleb/v2.)
@@ -42,7 +49,11 @@ data_type=raw              # raw or shard
 noise_data=""              # data dirs of noise / RIRs (e.g. from local/prepare_musan.sh and
 reverb_data=""             #   local/prepare_rirs_noises.sh); empty: simulated ones (stage 2)
 simulate_aug=true          # false: no augmentation sets when none are given
-model_init=""              # fine-tune: start from these model weights (a model file or checkpoint)
+model_init=""              # fine-tune: start from these model weights (a model file or checkpoint,
+                           #   or a model dir: then it is scored on the dev trials first)
+pretrained=""              # ge2e: the resemblyzer package's GE2E encoder, converted into
+                           #   exp/pretrained_ge2e (python -m wespk.bin.checkpoint_tool convert-resemblyzer)
+finetune=true              # false: no training; the pretrained model with this data's back end
 init_head=false            # true: also take the classification head from model_init (same speakers);
                            #   false: the encoder only, a new head for your speakers
 train_args=""              # more config overrides for wespk.bin.train, e.g. "--num_epochs 5"
@@ -52,23 +63,30 @@ num_avg=""                 # default: the config's num_avg
 # stages 5-9
 nj=2                       # extraction jobs
 top_n=100                  # AS-norm cohort size (the training speakers)
-help_message=$(sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//')
 # ---- end of configuration section ----
 
 . ./path.sh
 . tools/parse_options.sh
 . tools/recipe.sh
 
-if [ -z "$exp_dir" ] && [ "$stop_stage" -ge 3 ] && [ -f "$config" ]; then
-  exp_dir=$(config_value "$config" exp_dir)
-fi
-device=cpu
-if [ -n "$gpus" ]; then
-  export CUDA_VISIBLE_DEVICES=$gpus
-  device=cuda
-fi
-emb=$exp_dir/embeddings
-scores=$exp_dir/scores
+exp_dir=$(exp_dir_of "$config")
+set_device "$gpus"
+pretrained_dir=""          # the pretrained model dir scored before fine-tuning
+case $pretrained in
+  "") [ -d "$model_init" ] && pretrained_dir=exp/pretrained_$(basename "$model_init") ;;
+  ge2e) pretrained_dir=exp/pretrained_ge2e ;;
+  *) die "--pretrained must be ge2e (or give --model_init MODEL_DIR), got '$pretrained'" ;;
+esac
+[ "$finetune" = true ] || [ -n "$pretrained_dir" ] || die "--finetune false needs --pretrained or --model_init DIR"
+[ "$finetune" = true ] || exp_dir=$pretrained_dir
+# the training pipeline computes fbank features; the GE2E encoder reads resemblyzer's mel
+# spectrogram (wespk.features.resemblyzer_mel), which only the inference front end computes
+[ "$pretrained" != ge2e ] || [ "$finetune" = false ] \
+  || die "--pretrained ge2e: the training pipeline cannot compute the GE2E encoder's features; use --finetune false"
+backend=(--exp_dir "$exp_dir" --train_set train --eval_set dev --trials data/dev/trials --names dev
+         --top_n "$top_n" --nj "$nj" --device "$device" --num_avg "$num_avg" --compare_dir "$pretrained_dir"
+         --plain_cosine true)
 
 if run_stage 1; then
   log "stage 1: data/all from $layout $source; train/dev split by speaker; dev trials"
@@ -95,109 +113,67 @@ fi
 
 if run_stage 2; then
   log "stage 2: $data_type list of data/train; augmentation sets"
-  require data/train/wav.scp data/train/utt2spk
-  if [ "$data_type" = shard ]; then
-    python tools/make_shard_list.py --num_utts_per_shard 1000 --num_threads "$nj" --shuffle \
-      data/train data/train/shards data/train/shard.list
-  else
-    python tools/make_raw_list.py data/train data/train/raw.list
-  fi
+  tools/stages/lists.sh --data_type "$data_type" --nj "$nj" --seed "$seed" data/train
   if [ -z "$noise_data$reverb_data" ] && [ "$simulate_aug" = true ]; then
     # coloured noise, babble of the training speakers, simulated rooms (no download)
     python -m wespk.bin.make_noise_set --data data/train --out_dir data/aug --seed "$seed"
   fi
 fi
 
-if run_stage 3; then
-  list=data/train/$data_type.list
-  require "$config" "$list" data/train/utt2spk
-  [ -n "$exp_dir" ] || { log "ERROR: no exp_dir: give --exp_dir or set exp_dir in $config"; exit 1; }
+if run_stage 3 && [ -n "$pretrained_dir" ]; then
+  if [ "$pretrained" = ge2e ]; then
+    if [ ! -f "$pretrained_dir/avg_model.pt" ]; then
+      log "stage 3: converting the resemblyzer GE2E encoder into $pretrained_dir"
+      python -m wespk.bin.checkpoint_tool convert-resemblyzer "$pretrained_dir"
+    fi
+  elif [ ! -f "$pretrained_dir/config.yaml" ]; then
+    # a copy of the model dir's config and a link to its weights: the scores go here, not there
+    require "$model_init/config.yaml"
+    mkdir -p "$pretrained_dir"
+    cp "$model_init/config.yaml" "$pretrained_dir/config.yaml"
+    model_file=$model_init/models/avg_model.pt
+    [ -f "$model_file" ] || model_file=$model_init/avg_model.pt
+    require "$model_file"
+    ln -sf "$(cd "$(dirname "$model_file")" && pwd)/avg_model.pt" "$pretrained_dir/avg_model.pt"
+  fi
+  log "stage 3: the pretrained model $pretrained_dir on the dev trials (back end from data/train)"
+  tools/stages/backend.sh --stage 5 --stop_stage 9 "${backend[@]}" --exp_dir "$pretrained_dir" --compare_dir ""
+  [ -n "$model_init" ] || model_init=$pretrained_dir/avg_model.pt
+  [ -f "$model_init" ] || model_init=$pretrained_dir/avg_model.pt
+fi
+
+if [ "$finetune" = false ]; then
+  log "no fine-tuning (--finetune false): the results of $pretrained_dir are in $pretrained_dir/results.md"
+  stop_stage=3
+elif run_stage 3; then
+  log "stage 3: training $config${model_init:+ from $model_init}"
+  [ -n "$exp_dir" ] || die "no exp_dir: give --exp_dir or set exp_dir in $config"
   aug_args=()
   if [ -n "$noise_data$reverb_data" ]; then
-    [ -n "$noise_data" ] && { require "$noise_data"; aug_args+=(--dataset_args.noise_data "$noise_data"); }
-    [ -n "$reverb_data" ] && { require "$reverb_data"; aug_args+=(--dataset_args.reverb_data "$reverb_data"); }
+    aug_args=(--noise_data "$noise_data" --reverb_data "$reverb_data")
   elif [ "$simulate_aug" = true ]; then
-    require data/aug/noise/wav.scp data/aug/rirs/wav.scp
-    aug_args=(--dataset_args.noise_data data/aug/noise --dataset_args.reverb_data data/aug/rirs)
+    aug_args=(--noise_data data/aug/noise --reverb_data data/aug/rirs)
   fi
-  init_args=()
-  if [ -n "$model_init" ]; then
+  init=$model_init
+  if [ -n "$model_init" ] && [ "$init_head" = false ]; then
     require "$model_init"
-    init=$model_init
-    if [ "$init_head" = false ]; then
-      # the pretrained speakers are not yours: keep the encoder, let the trainer make a new head
-      init=$exp_dir/init_encoder.pt
-      mkdir -p "$exp_dir"
-      python -c "import sys, torch
+    # the pretrained speakers are not yours: keep the encoder, let the trainer make a new head
+    init=$exp_dir/init_encoder.pt
+    mkdir -p "$exp_dir"
+    python -c "import sys, torch
 from wespk.io.checkpoint import load_state_dict
 state = load_state_dict(sys.argv[1])
 torch.save({k: v for k, v in state.items() if not k.startswith('projection.')}, sys.argv[2])" "$model_init" "$init"
-    fi
-    init_args=(--model_init "$init")
   fi
   read -r -a extra_args <<< "$train_args"
-  if [ -n "$gpus" ]; then
-    procs=$(echo "$gpus" | tr ',' '\n' | grep -c .)
-  else
-    procs=$nproc
-    export OMP_NUM_THREADS=$(( $(nproc) / nproc > 0 ? $(nproc) / nproc : 1 ))
-  fi
-  log "stage 3: training $config into $exp_dir ($procs process(es), $device${model_init:+, from $model_init})"
-  torchrun --standalone --nnodes=1 --nproc_per_node="$procs" -m wespk.bin.train --config "$config" \
-    --device "$device" --exp_dir "$exp_dir" --data_type "$data_type" --train_data "$list" \
-    --train_label data/train/utt2spk "${aug_args[@]}" "${init_args[@]}" "${extra_args[@]}"
+  # the dev EER after every epoch (validation.jsonl, train_curves.png); stage 4 averages the best
+  tools/stages/train.sh --config "$config" --exp_dir "$exp_dir" --data_type "$data_type" \
+    --train_data "data/train/$data_type.list" --train_label data/train/utt2spk "${aug_args[@]}" \
+    --model_init "$init" --gpus "$gpus" --nproc "$nproc" -- --dev_data data/dev --dev_trials data/dev/trials \
+    "${extra_args[@]}"
 fi
 
-if run_stage 4; then
-  log "stage 4: averaging checkpoints of $exp_dir"
-  require "$exp_dir/models" "$exp_dir/config.yaml"
-  [ -n "$num_avg" ] || num_avg=$(config_value "$exp_dir/config.yaml" num_avg)
-  python -m wespk.bin.average_model --src_path "$exp_dir/models" \
-    --dst_model "$exp_dir/models/avg_model.pt" --num "${num_avg:-1}"
-fi
-
-if run_stage 5; then
-  log "stage 5: extracting embeddings of train and dev"
-  require "$exp_dir/models/avg_model.pt" data/train/wav.scp data/dev/wav.scp
-  for set in train dev; do
-    python -m wespk.bin.extract --model_dir "$exp_dir" --data "data/$set" \
-      --out_dir "$emb/$set" --nj "$nj" --device "$device"
-  done
-  python -m wespk.bin.speaker_mean --embeddings "$emb/train/xvector.scp" \
-    --utt2spk data/train/utt2spk --output_dir "$emb/train_spk"
-fi
-
-if run_stage 6; then
-  log "stage 6: cosine scoring of the dev trials (training mean subtracted)"
-  require "$emb/dev/xvector.scp" "$emb/train/xvector.scp" data/dev/trials
-  python -m wespk.bin.score --embeddings "$emb/dev/xvector.scp" --mean_from "$emb/train/xvector.scp" \
-    --save_mean "$emb/train/mean_vec.npy" --trials data/dev/trials --output "$scores/dev.score"
-fi
-
-if run_stage 7; then
-  log "stage 7: AS-norm (top $top_n) with the training speakers as cohort"
-  require "$scores/dev.score" "$emb/train_spk/xvector.scp" "$emb/train/mean_vec.npy"
-  python -m wespk.bin.score_norm --method asnorm --top_n "$top_n" --cohort "$emb/train_spk/xvector.scp" \
-    --embeddings "$emb/dev/xvector.scp" --mean_vec "$emb/train/mean_vec.npy" \
-    --input "$scores/dev.score" --output "$scores/dev.asnorm$top_n.score"
-fi
-
-if run_stage 9; then
-  log "stage 9: validation metrics on dev"
-  require "$scores/dev.score"
-  files=("$scores/dev.score")
-  [ -f "$scores/dev.asnorm$top_n.score" ] && files+=("$scores/dev.asnorm$top_n.score")
-  python -m wespk.bin.compute_metrics --p_target 0.01 0.05 --det_png "$exp_dir/det.png" \
-    --hist_png "$exp_dir/score_hist.png" --report_md "$exp_dir/results.md" "${files[@]}"
-fi
-
-if run_stage 10; then
-  log "stage 10: export to ONNX and TorchScript"
-  require "$exp_dir/models/avg_model.pt" data/dev/wav.scp
-  check_wav=$(awk 'NR==1{print $2}' data/dev/wav.scp)
-  python -m wespk.bin.export_onnx --model_dir "$exp_dir" --output "$exp_dir/models/final.onnx" \
-    --check_wav "$check_wav"
-  python -m wespk.bin.export_jit --model_dir "$exp_dir" --output "$exp_dir/models/final.pt" \
-    --check_wav "$check_wav"
+if stages_overlap 4 10; then
+  tools/stages/backend.sh --stage "$stage" --stop_stage "$stop_stage" "${backend[@]}"
 fi
 log "done (stages $stage..$stop_stage)"
