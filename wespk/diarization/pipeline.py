@@ -148,7 +148,11 @@ class Diarizer:
         if sample_rate != self.sample_rate:
             samples = np.asarray(resample(samples, int(sample_rate), self.sample_rate), dtype=np.float32)
         duration = len(samples) / float(self.sample_rate)
+        t0 = time.time()
         regions = self.speech_regions(samples)
+        if duration > 600:     # a long recording: say where the time goes
+            logger.info("%s: %s VAD found %d speech regions (%.0f s of %.0f s) in %.1f s", recording,
+                        self.vad_method, len(regions), sum(e - s for s, e in regions), duration, time.time() - t0)
         if not regions:
             return RecordingDiarization(recording, duration, [], [], 0, "no speech found")
         subsegments = subsegment_regions(regions, self.config.window, self.config.shift)
