@@ -31,6 +31,10 @@ def test_all_expected_configs_exist():
 def test_config_loads_and_builds(path):
     config = load_config(str(path))
     check_sections(config)
+    frontend_dir = (config["model_args"].get("frontend_args") or {}).get("model_dir")
+    if frontend_dir and not (path.parent.parent / frontend_dir).is_dir():
+        # an SSL recipe's pretrained frontend (made by its stage 2): built in tests/frontends
+        pytest.skip(f"{path.name}: its frontend {frontend_dir} is made by the recipe's stage 2")
     model = get_speaker_model(config["model"])(**config["model_args"])
     head = dict(config["projection_args"], embed_dim=config["model_args"]["embed_dim"], num_class=7)
     get_projection(head)
