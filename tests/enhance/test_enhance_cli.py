@@ -18,7 +18,7 @@ def run_enhance(*args):
                           capture_output=True, text=True, timeout=300)
 
 
-def test_enhance_cli(tmp_path):
+def test_enhance_cli(tmp_path, capsys):
     backbone = make_model_dir(tmp_path / "backbone", seed=0)
     other = make_model_dir(tmp_path / "other", seed=1)
     enhancer = perturbed_enhancer(backbone)
@@ -40,13 +40,14 @@ def test_enhance_cli(tmp_path):
         enhance_embedding_file(str(tmp_path / "enh"), str(in_scp), str(tmp_path / f"b{batch}"), 7, 60, 2, batch)
         np.testing.assert_allclose(read_embeddings(tmp_path / f"b{batch}" / "xvector.scp")[1], cli, rtol=0, atol=1e-5)
 
-    refused = run_enhance("--enhancer", tmp_path / "enh", "--seed", 7, "--input", in_scp,
-                          "--output_dir", tmp_path / "refused", "--backbone", other)
-    assert refused.returncode == 1
-    assert "the enhancer was trained for ResNet34 with model file sha256" in refused.stderr
+    from wespk.bin.enhance import main as enhance_main
+    capsys.readouterr()
+    assert enhance_main(["--enhancer", str(tmp_path / "enh"), "--seed", "7", "--input", str(in_scp),
+                         "--output_dir", str(tmp_path / "refused"), "--backbone", str(other)]) == 1
+    assert "the enhancer was trained for ResNet34 with model file sha256" in capsys.readouterr().err
     assert not (tmp_path / "refused" / "xvector.scp").exists()
 
     (tmp_path / "bad.scp").write_text("a b c\n")
-    bad = run_enhance("--enhancer", tmp_path / "enh", "--seed", 7, "--input", tmp_path / "bad.scp",
-                      "--output_dir", tmp_path / "bad")
-    assert bad.returncode == 1 and "bad.scp:1" in bad.stderr
+    assert enhance_main(["--enhancer", str(tmp_path / "enh"), "--seed", "7", "--input", str(tmp_path / "bad.scp"),
+                         "--output_dir", str(tmp_path / "bad")]) == 1
+    assert "bad.scp:1" in capsys.readouterr().err
