@@ -1,11 +1,12 @@
-"""examples/voxceleb/v3 on a few speakers of corpus/mini with a tiny random-init WavLM: the
-frozen -> joint -> large-margin phases, each from the previous phase's averaged model."""
+"""examples/voxceleb/v3 end to end on a few speakers of corpus/mini with a tiny random-init WavLM:
+frozen -> joint -> large-margin phases, then extraction, scoring and export."""
 
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
+import kaldiio
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ from tests.frontends.conftest import tiny_config
 RECIPE = REPO / "examples" / "voxceleb" / "v3"
 CONF = Path(__file__).with_name("conf")
 TRAIN_SPEAKERS, TEST_SPEAKERS = 4, 4
+EVAL_STAGES = "5 6 7 9 10"   # extract, score, AS-norm, metrics, export (QMF needs a trained model)
 
 
 def make_recipe(root: Path) -> Path:
@@ -68,17 +70,17 @@ def recipe_run(tmp_path_factory):
     env.pop("PYTHONPATH", None)
     env["OMP_NUM_THREADS"] = "1"
     proc = subprocess.run(
-        ["bash", "run.sh", "--stage", "2", "--stop_stage", "5", "--setup", "tiny", "--exp_dir", "exp/tiny",
+        ["bash", "run.sh", "--stage", "2", "--stop_stage", "6", "--setup", "tiny", "--exp_dir", "exp/tiny",
          "--data_type", "raw", "--aug_sets", "", "--nproc", "1", "--nj", "1", "--trials", "mini",
-         "--top_n", "8"],
-        cwd=recipe, env=env, capture_output=True, text=True, timeout=600)
+         "--top_n", "8", "--eval_stages", EVAL_STAGES],
+        cwd=recipe, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return recipe, proc, {k: v.clone() for k, v in pretrained.state_dict().items()}
 
 
 def state(path: Path):
-    from wespk.io.checkpoint import load_checkpoint
-    return load_checkpoint(str(path))["model"]
+    from wespk.io.checkpoint import find_state_dict, load_checkpoint
+    return find_state_dict(load_checkpoint(str(path)), str(path))[0]
 
 
 def test_frozen_phase_leaves_the_frontend_bit_identical(recipe_run):
@@ -102,3 +104,18 @@ def test_joint_phase_changes_the_frontend_and_lmft_has_one_class_per_speaker(rec
     # speed perturbation off: 4 classes, where the earlier phases had 3 x 4
     assert joint["projection.weight"].shape[0] == 3 * TRAIN_SPEAKERS
     assert lmft["projection.weight"].shape[0] == TRAIN_SPEAKERS
+
+
+def test_evaluation_stages_extract_score_and_export(recipe_run, monkeypatch):
+    recipe, _, _ = recipe_run
+    monkeypatch.chdir(recipe)   # scp files name their arks relative to the recipe dir
+    exp = recipe / "exp" / "tiny-lmft"
+    test_utts = (recipe / "data" / "vox1" / "utt2spk").read_text().splitlines()
+    vectors = kaldiio.load_scp(str(exp / "embeddings" / "vox1" / "xvector.scp"))
+    assert len(vectors) == len(test_utts) and next(iter(vectors.values())).shape == (32,)
+    trials = (recipe / "data" / "trials" / "mini").read_text().splitlines()
+    for name in ("mini.score", "mini.asnorm8.score"):
+        assert len((exp / "scores" / name).read_text().splitlines()) == len(trials)
+    assert "EER" in (exp / "results.md").read_text()
+    for name in ("final.onnx", "final.pt"):
+        assert (exp / "models" / name).stat().st_size > 0
