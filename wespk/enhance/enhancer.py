@@ -236,3 +236,10 @@ class EnhancementStep:
         if self._enhancer is None:
             self._enhancer = Enhancer.load(self.enhancer_dir, self.device)
         return self._enhancer.enhance(keys, embeddings, self.seed, self.t, self.steps)
+
+
+def content_key(model_input: torch.Tensor) -> str:
+    """A key for an input that has none (in-memory audio): the sha256 of its model input, so its
+    enhanced embedding depends only on the audio and the seed, not on the batch."""
+    data = np.ascontiguousarray(torch.as_tensor(model_input).detach().cpu().numpy())
+    return "sha256:" + hashlib.sha256(data.tobytes() + str(data.shape).encode()).hexdigest()[:32]
