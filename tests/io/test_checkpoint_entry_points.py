@@ -76,6 +76,12 @@ def cases(base: Path):
         return ([sys.executable, "-m", "wespk.bin.extract", "--model_dir", model, "--data", work / "wav.scp",
                  "--out_dir", work / "emb"], model / "avg_model.pt")
 
+    def extract_two_jobs(work, marker):
+        model = model_dir_with(work / "model", marker)
+        (work / "wav.scp").write_text(f"a-{audio.stem} {audio}\nb-{audio.stem} {audio}\n")
+        return ([sys.executable, "-m", "wespk.bin.extract", "--model_dir", model, "--data", work / "wav.scp",
+                 "--out_dir", work / "emb", "--nj", "2", "--batch_size", "1"], model / "avg_model.pt")
+
     def export(module, suffix):
         def make(work, marker):
             model = model_dir_with(work / "model", marker)
@@ -105,6 +111,7 @@ def cases(base: Path):
 
     case("wespk_embed", embed)
     case("extract", extract)
+    case("extract_two_jobs", extract_two_jobs)
     case("export_onnx", export("export_onnx", "onnx"))
     case("export_jit", export("export_jit", "pt"))
     case("average_model", average)
@@ -130,7 +137,7 @@ def runs(tmp_path_factory):
     return results
 
 
-@pytest.mark.parametrize("name", ["wespk_embed", "extract", "export_onnx", "export_jit", "average_model",
+@pytest.mark.parametrize("name", ["wespk_embed", "extract", "extract_two_jobs", "export_onnx", "export_jit", "average_model",
                                   "checkpoint_tool_analyze", "train_model_init", "train_resume"])
 def test_crafted_checkpoint_is_refused(runs, name):
     returncode, err, crafted, marker = runs[name]

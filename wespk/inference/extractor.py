@@ -412,6 +412,12 @@ def extract_embeddings(data: str, model_dir: str, out_dir: str, nj: int = 1, bat
     if nj == 1:
         _job_main(0, spec, batches, prefixes[0], extractor)
     else:
+        if resolved.backend == "torch":
+            # Each job reads the model file itself; read it once here first, so that a file refused by
+            # the checkpoint reader (it could run code, or it is damaged) stops with one line, not one
+            # traceback per job.
+            from wespk.io.checkpoint import load_state_dict
+            load_state_dict(resolved.model_file, trust=trust_checkpoint)
         ctx = multiprocessing.get_context("spawn")
         procs = [ctx.Process(target=_spawned_job_main, args=(j, spec, batches[j::nj], prefixes[j]))
                  for j in range(nj)]
