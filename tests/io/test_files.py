@@ -6,7 +6,8 @@ import pytest
 
 from wespk.io.audio import AudioError, audio_duration, load_audio, ref_from_wav_scp_value
 from wespk.io.embeddings import read_embeddings, write_embeddings
-from wespk.io.files import (DataFileError, atomic_output, read_kaldi_map, read_trials,
+from wespk.io.trials import read_trials
+from wespk.io.files import (DataFileError, atomic_output, read_kaldi_map,
                             utt2spk_to_spk2utt, write_kaldi_map)
 from tests.conftest import corpus_files
 

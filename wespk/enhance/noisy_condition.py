@@ -20,7 +20,8 @@ import soundfile
 from wespk.augment.noise import NoiseSet, add_noise
 from wespk.augment.reverb import RirSet, reverberate_with
 from wespk.io.audio import load_audio, ref_from_wav_scp_value
-from wespk.io.files import atomic_output, read_kaldi_map, read_trials, utt2spk_to_spk2utt, write_kaldi_map
+from wespk.io.files import atomic_output, read_kaldi_map, utt2spk_to_spk2utt, write_kaldi_map
+from wespk.io.trials import read_trials
 
 logger = logging.getLogger(__name__)
 

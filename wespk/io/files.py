@@ -241,12 +241,3 @@ def utt2spk_to_spk2utt(utt2spk: Dict[str, str]) -> "OrderedDict[str, List[str]]"
     return OrderedDict(sorted(spk2utt.items(), key=lambda kv: kv[0].encode("utf-8")))
 
 
-def read_trials(path: PathLike) -> List[Tuple[str, str, Optional[str]]]:
-    """Read a trial list ``enroll test [target|nontarget]``, keeping file order."""
-    trials = []
-    for line_no, fields in iter_kaldi_lines(path, min_fields=2, max_fields=3):
-        label = fields[2] if len(fields) == 3 else None
-        if label is not None and label not in ("target", "nontarget"):
-            raise DataFileError(path, line_no, f"label must be 'target' or 'nontarget', got {label!r}")
-        trials.append((fields[0], fields[1], label))
-    return trials
