@@ -19,6 +19,7 @@ from typing import Dict, List
 import torch
 
 from wespk.models import get_speaker_model, list_models
+from wespk.models.ssl_model import SSL_MODELS
 from wespk.models.flops import count_flops, count_parameters
 from wespk.utils.logs import setup_logging
 
@@ -50,7 +51,10 @@ def model_stats_table(names: List[str], seconds: float, feat_dim: int) -> str:
         with torch.device('meta'):  # shapes only: no weight initialisation
             model = get_speaker_model(name)(**model_args)
         params = count_parameters(model) / 1e6
-        gflops = count_flops(model, num_frames, feat_dim) / 1e9
+        try:
+            gflops = count_flops(model, num_frames, feat_dim) / 1e9
+        except NotImplementedError:  # an op with no meta kernel (GE2E_LSTM's bincount): count on the CPU
+            gflops = count_flops(get_speaker_model(name)(**model_args), num_frames, feat_dim, device="cpu") / 1e9
         logger.info('%s: %.2f M parameters, %.2f GFLOPs', name, params,
                     gflops)
         lines.append(f'| {name} | {model_args["embed_dim"]} | {params:.2f} '
@@ -62,8 +66,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--models',
                         default='',
-                        help='comma-separated model names (default: all '
-                        'registered models)')
+                        help='comma-separated model names (default: every '
+                        'registered model that takes fbank; the SSL_* models take '
+                        'waveforms and a frontend config, see docs/ssl.md)')
     parser.add_argument('--seconds',
                         type=float,
                         default=2.0,
@@ -71,8 +76,13 @@ def main(argv=None) -> int:
     parser.add_argument('--feat_dim', type=int, default=80)
     args = parser.parse_args(argv)
     setup_logging(level=logging.WARNING)
-    names = [n for n in args.models.split(',') if n] or list_models()
+    names = [n for n in args.models.split(',') if n] or [n for n in list_models() if n not in SSL_MODELS]
     unknown = [n for n in names if n not in list_models()]
+    waveform = [n for n in names if n in SSL_MODELS]
+    if waveform:
+        print(f'wespk.bin.model_stats: {", ".join(waveform)} take waveforms and a frontend config, not '
+              f'{args.feat_dim}-dim fbank; see docs/ssl.md for their sizes', file=sys.stderr)
+        return 1
     if unknown:
         print(f'wespk.bin.model_stats: unknown models {unknown}; known: '
               f'{", ".join(list_models())}', file=sys.stderr)
