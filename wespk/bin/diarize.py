@@ -50,7 +50,8 @@ def add_diarization_options(parser: argparse.ArgumentParser, model_options: bool
     g.add_argument("--batch_size", type=int, default=32, help="sub-segments per embedding batch")
     g.add_argument("--device", default="cpu")
     g.add_argument("--trust_checkpoint", action="store_true",
-                   help="read the model file with weights_only=False (it may run code)")
+                   help="DANGEROUS: read the model file with torch.load(weights_only=False), which runs any code "
+                        "hidden in it; only for files whose source you trust")
 
 
 def diarization_config(args: argparse.Namespace) -> DiarizationConfig:
