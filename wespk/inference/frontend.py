@@ -63,7 +63,36 @@ def input_kind(config: Mapping[str, Any]) -> str:
     return "fbank"
 
 
-class WaveformFrontend:
+class _AudioInput:
+    """What both front ends share: the shortest audio they embed and the mono check.
+
+    Subclasses set ``frame_length`` and ``frame_shift`` (ms)."""
+
+    frame_length: float
+    frame_shift: float
+
+    @property
+    def min_seconds(self) -> float:
+        """Shortest audio that gives :data:`MIN_FRAMES` frames."""
+        return (self.frame_length + (MIN_FRAMES - 1) * self.frame_shift) / 1000.0
+
+    def check_duration(self, num_samples: int, sample_rate: int, source: str = "audio") -> None:
+        """Raise :class:`AudioError` when the audio is too short to embed."""
+        seconds = num_samples / float(sample_rate)
+        if seconds < self.min_seconds - 1e-9:
+            raise AudioError(f"{source}: too short ({seconds:.3f} s; at least {self.min_seconds:.3f} s "
+                             f"of audio is needed)")
+
+    def checked_mono(self, samples: np.ndarray, sample_rate: int, source: str) -> np.ndarray:
+        """``samples`` as float32, refused unless mono and long enough."""
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"{source}: the front end expects a mono waveform, got shape {samples.shape}")
+        self.check_duration(len(samples), sample_rate, source)
+        return samples
+
+
+class WaveformFrontend(_AudioInput):
     """Waveform -> the resampled waveform ``[S]`` (float32 tensor), for models with their own frontend.
 
     The model normalises the waveform itself when its config says so; audio
@@ -79,21 +108,8 @@ class WaveformFrontend:
         self.dataset_args: Dict[str, Any] = dict(config.get("dataset_args") or {})
         self.sample_rate = int(self.dataset_args.get("resample_rate", 16000))
 
-    @property
-    def min_seconds(self) -> float:
-        return (self.frame_length + (MIN_FRAMES - 1) * self.frame_shift) / 1000.0
-
-    def check_duration(self, num_samples: int, sample_rate: int, source: str = "audio") -> None:
-        seconds = num_samples / float(sample_rate)
-        if seconds < self.min_seconds - 1e-9:
-            raise AudioError(f"{source}: too short ({seconds:.3f} s; at least {self.min_seconds:.3f} s "
-                             f"of audio is needed)")
-
     def __call__(self, samples: np.ndarray, sample_rate: int, source: str = "audio") -> torch.Tensor:
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.ndim != 1:
-            raise ValueError(f"{source}: the front end expects a mono waveform, got shape {samples.shape}")
-        self.check_duration(len(samples), sample_rate, source)
+        samples = self.checked_mono(samples, sample_rate, source)
         waveform = resample(samples, int(sample_rate), self.sample_rate)
         return torch.as_tensor(np.ascontiguousarray(waveform), dtype=torch.float32)
 
@@ -103,7 +119,7 @@ def build_frontend(config: Mapping[str, Any]):
     return WaveformFrontend(config) if input_kind(config) == "waveform" else FeatureFrontend(config)
 
 
-class FeatureFrontend:
+class FeatureFrontend(_AudioInput):
     """Waveform -> model input features, as the model dir's config prescribes.
 
     ``frontend(samples, sample_rate)`` takes a 1-D float waveform in [-1, 1]
@@ -135,23 +151,8 @@ class FeatureFrontend:
             self.frame_shift = float(dataset_args.get("frame_shift", 10))
             self.cmn = False
 
-    @property
-    def min_seconds(self) -> float:
-        """Shortest audio that gives :data:`MIN_FRAMES` frames."""
-        return (self.frame_length + (MIN_FRAMES - 1) * self.frame_shift) / 1000.0
-
-    def check_duration(self, num_samples: int, sample_rate: int, source: str = "audio") -> None:
-        """Raise :class:`AudioError` when the audio is too short to embed."""
-        seconds = num_samples / float(sample_rate)
-        if seconds < self.min_seconds - 1e-9:
-            raise AudioError(f"{source}: too short ({seconds:.3f} s; at least {self.min_seconds:.3f} s "
-                             f"of audio is needed)")
-
     def __call__(self, samples: np.ndarray, sample_rate: int, source: str = "audio") -> torch.Tensor:
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.ndim != 1:
-            raise ValueError(f"{source}: the front end expects a mono waveform, got shape {samples.shape}")
-        self.check_duration(len(samples), sample_rate, source)
+        samples = self.checked_mono(samples, sample_rate, source)
         if self.feature_type == "resemblyzer_mel":
             from wespk.features.resemblyzer_mel import frontend_features
             feats = frontend_features(samples, int(sample_rate), self.dataset_args)
