@@ -20,7 +20,7 @@ def plot_timeline(path: str, hypothesis: Sequence[Turn], reference: Optional[Seq
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from wespk.io.files import atomic_output
+    from wespk.io.files import write_png
     reference = list(reference or [])
     hypothesis = list(hypothesis)
     ref_speakers = sorted({t.speaker for t in reference})
@@ -54,7 +54,6 @@ def plot_timeline(path: str, hypothesis: Sequence[Turn], reference: Optional[Seq
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with atomic_output(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=90)
+    write_png(fig, path, dpi=90)
     plt.close(fig)
     return path

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from wespk.enhance.enhancer import Enhancer, backbone_info
-from wespk.io.files import DataFileError
+from wespk.io.files import DataFileError, write_png
 
 logger = logging.getLogger(__name__)
 
@@ -293,10 +293,8 @@ def plot_loss_curve(records: List[Dict[str, Any]], png_path: str) -> None:
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = png_path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
+    write_png(fig, png_path)
     plt.close(fig)
-    os.replace(tmp, png_path)
 
 
 def train_enhancer(config: Dict[str, Any], rank: int = 0, world_size: int = 1, device: str = "cpu") -> Optional[str]:

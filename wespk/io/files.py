@@ -241,3 +241,9 @@ def utt2spk_to_spk2utt(utt2spk: Dict[str, str]) -> "OrderedDict[str, List[str]]"
     return OrderedDict(sorted(spk2utt.items(), key=lambda kv: kv[0].encode("utf-8")))
 
 
+
+
+def write_png(figure, path: PathLike, dpi: int = 100) -> None:
+    """Save a matplotlib figure as PNG atomically (a half-written plot never replaces a good one)."""
+    with atomic_output(path, "wb") as f:
+        figure.savefig(f, format="png", dpi=dpi)

@@ -12,7 +12,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from wespk.io.files import atomic_output
+from wespk.io.files import write_png
 from wespk.scoring.metrics import det_points
 
 logger = logging.getLogger(__name__)
@@ -43,8 +43,7 @@ def _new_figure(width: float, height: float):
 
 
 def _save_png(figure, path: PathLike) -> None:
-    with atomic_output(path, "wb") as f:
-        figure.savefig(f, format="png")
+    write_png(figure, path)
     logger.info("wrote %s", path)
 
 

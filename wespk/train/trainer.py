@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from wespk.io.files import write_png
 from wespk.io.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from wespk.io.config import save_config
 from wespk.train import checkpoint as ckpt
@@ -162,10 +163,8 @@ def plot_training_curves(records: List[Dict], png_path: str,
     ax2.set_ylabel("training accuracy (%)")
     ax2.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = png_path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
+    write_png(fig, png_path)
     plt.close(fig)
-    os.replace(tmp, png_path)
 
 
 def _format_eta(seconds: float) -> str:
