@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from wespk.train.schedulers import ExponentialDecrease, MarginScheduler
+from wespk.train.schedulers import CosineDecrease, ExponentialDecrease, MarginScheduler, build_scheduler
 
 
 def make_optimizer():
@@ -65,3 +65,31 @@ def test_margin_schedule_linear_and_frozen():
     assert sched.step(5) == pytest.approx(0.1)
     frozen = MarginScheduler(head, 10, 1, 3, 0.3, 0.5, update_margin=False)
     assert frozen.step(100) == 0.3
+
+
+def test_cosine_decrease_warm_up_then_half_cosine():
+    opt = make_optimizer()
+    sched = CosineDecrease(opt, num_epochs=10, epoch_iter=100, initial_lr=1e-3, final_lr=1e-5,
+                           warm_up_epoch=2, scale_ratio=1.0, warm_from_zero=True)
+    assert sched.step(0) == 0.0                                   # warm-up from zero
+    assert sched.step(100) == pytest.approx(0.5e-3)               # halfway through warm-up, full base lr
+    assert sched.step(200) == pytest.approx(1e-3)                 # peak at the end of the warm-up
+    assert sched.step(600) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)  # half way down the cosine
+    assert sched.step(1000) == pytest.approx(1e-5)
+    assert sched.step(5000) == pytest.approx(1e-5)                # clipped after the last step
+    lrs = [sched.lr_at(t) for t in range(200, 1001, 25)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    # symmetric around the midpoint of the decay: lr(mid - d) + lr(mid + d) = initial + final
+    assert sched.lr_at(500) + sched.lr_at(700) == pytest.approx(1e-3 + 1e-5)
+
+
+def test_cosine_decrease_resumes_from_step_and_is_built_by_name():
+    sched = build_scheduler("CosineDecrease", make_optimizer(), num_epochs=4, epoch_iter=10,
+                            initial_lr=0.1, final_lr=0.001, warm_up_epoch=1)
+    sched.step(23)
+    other = build_scheduler("CosineDecrease", make_optimizer(), num_epochs=4, epoch_iter=10,
+                            initial_lr=0.1, final_lr=0.001, warm_up_epoch=1)
+    other.load_state_dict(sched.state_dict())
+    assert other.get_lr() == sched.get_lr() == sched.lr_at(23)
+    with pytest.raises(ValueError, match="unknown scheduler 'Cosine'.*CosineDecrease"):
+        build_scheduler("Cosine", make_optimizer(), num_epochs=1, epoch_iter=1, initial_lr=1, final_lr=1)

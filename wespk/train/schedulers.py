@@ -12,16 +12,15 @@ from typing import Dict, List
 logger = logging.getLogger(__name__)
 
 
-class ExponentialDecrease:
-    """Warm-up, then exponential decay from ``initial_lr`` to ``final_lr``.
+class _WarmUpSchedule:
+    """A base learning rate ``base_lr(t)`` times WeSpeaker's warm-up coefficient.
 
-    ``lr(t) = initial_lr * exp(t / T * ln(final_lr / initial_lr)) * c(t)``
-    over ``T = num_epochs * epoch_iter`` steps. ``scale_ratio`` is the global
-    batch divided by 64 (WeSpeaker's linear scaling rule); during the first
-    ``warm_up_epoch`` epochs the coefficient ``c`` rises linearly to it (from
-    1, or from 0 with ``warm_from_zero``), and it equals ``scale_ratio`` after.
-    Because it depends on the global batch only, the schedule is the same for
-    any split of that batch over processes.
+    ``scale_ratio`` is the global batch divided by 64 (WeSpeaker's linear
+    scaling rule); during the first ``warm_up_epoch`` epochs the coefficient
+    ``c`` rises linearly to it (from 1, or from 0 with ``warm_from_zero``),
+    and it equals ``scale_ratio`` after. Because it depends on the global
+    batch only, the schedule is the same for any split of that batch over
+    processes. Each parameter group gets ``lr * group["lr_ratio"]``.
     """
 
     def __init__(self, optimizer, num_epochs: int, epoch_iter: int, initial_lr: float,
@@ -47,9 +46,11 @@ class ExponentialDecrease:
                 return (self.scale_ratio - 1) * it / self.warm_up_iter + 1.0
         return self.scale_ratio
 
+    def base_lr(self, it: int) -> float:
+        raise NotImplementedError
+
     def lr_at(self, it: int) -> float:
-        decay = math.exp(it / self.max_iter * math.log(self.final_lr / self.initial_lr))
-        return self.initial_lr * decay * self.warm_up_coeff(it)
+        return self.base_lr(it) * self.warm_up_coeff(it)
 
     def step(self, current_iter: int) -> float:
         self.current_iter = current_iter
@@ -66,6 +67,35 @@ class ExponentialDecrease:
 
     def load_state_dict(self, state: Dict) -> None:
         self.step(state["current_iter"])
+
+
+class ExponentialDecrease(_WarmUpSchedule):
+    """Warm-up, then exponential decay from ``initial_lr`` to ``final_lr`` (WeSpeaker's schedule).
+
+    ``lr(t) = initial_lr * exp(t / T * ln(final_lr / initial_lr)) * c(t)``
+    over ``T = num_epochs * epoch_iter`` steps, with the warm-up coefficient
+    ``c`` of :class:`_WarmUpSchedule`.
+    """
+
+    def base_lr(self, it: int) -> float:
+        return self.initial_lr * math.exp(it / self.max_iter * math.log(self.final_lr / self.initial_lr))
+
+
+class CosineDecrease(_WarmUpSchedule):
+    """Warm-up at ``initial_lr``, then a half cosine from ``initial_lr`` down to ``final_lr``.
+
+    ``lr(t) = (final_lr + (initial_lr - final_lr) * (1 + cos(pi * p)) / 2) * c(t)``
+    with ``p = (t - W) / (T - W)`` clipped to ``[0, 1]``, ``W`` the warm-up
+    steps and ``T = num_epochs * epoch_iter``: the schedule of the Layer
+    Attentive Pooling recipes (Adam, linear warm-up, cosine decay), with the
+    same warm-up coefficient ``c`` and batch scaling as
+    :class:`ExponentialDecrease`, so the two are interchangeable in a config.
+    """
+
+    def base_lr(self, it: int) -> float:
+        span = max(1.0, self.max_iter - self.warm_up_iter)
+        progress = min(1.0, max(0.0, (it - self.warm_up_iter) / span))
+        return self.final_lr + (self.initial_lr - self.final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class MarginScheduler:
@@ -124,11 +154,11 @@ class MarginScheduler:
         self.step(state["current_iter"])
 
 
-SCHEDULERS = {"ExponentialDecrease": ExponentialDecrease}
+SCHEDULERS = {"ExponentialDecrease": ExponentialDecrease, "CosineDecrease": CosineDecrease}
 MARGIN_SCHEDULERS = {"MarginScheduler": MarginScheduler}
 
 
-def build_scheduler(name: str, optimizer, **kwargs) -> ExponentialDecrease:
+def build_scheduler(name: str, optimizer, **kwargs) -> _WarmUpSchedule:
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}; known: {', '.join(SCHEDULERS)}")
     return SCHEDULERS[name](optimizer, **kwargs)
