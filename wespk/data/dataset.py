@@ -24,7 +24,7 @@ from torch.utils.data import IterableDataset
 
 from wespk.augment.noise import NoiseSet
 from wespk.augment.reverb import RirSet
-from wespk.data.dataset_args import resolve_dataset_args
+from wespk.data.dataset_args import resemblyzer_mel_args, resolve_dataset_args
 from wespk.data.data_dir import read_json_lines, read_utterances
 from wespk.data.lists import DATA_TYPES, detect_data_type, read_entries, read_feat_list, read_shard_list
 from wespk.data.records import Utterance
@@ -33,12 +33,15 @@ from wespk.data.processors import (DataPipelineError, PipelineContext, Sample, _
                                    add_noise_reverb, apply_spec_aug, apply_speed, apply_vad,
                                    assign_groups, check_entries, choose_speed, collate,
                                    collate_groups, default_chunk_samples, extract_fbank,
+                                   extract_resemblyzer_mel,
                                    key_hash, normalize_mean, read_audio, read_feats,
                                    resample_audio, take_chunk, take_feat_chunk,
                                    waveform_as_feat)
 from wespk.data.sampler import (batches_to_skip, iter_list_entries, iter_shard_entries, pass_rng,
                                 resolve_rank, resolve_worker, worker_role)
 from wespk.features.fbank import FbankExtractor
+from wespk.features.resemblyzer_mel import FRAME_LENGTH_MS as RESEMBLYZER_FRAME_LENGTH_MS
+from wespk.features.resemblyzer_mel import FRAME_SHIFT_MS as RESEMBLYZER_FRAME_SHIFT_MS
 from wespk.features.vad import VoiceActivityDetector
 from wespk.io.files import DataFileError, read_kaldi_map
 
@@ -112,6 +115,11 @@ def build_context(args: Dict[str, Any], spk2id: Dict[str, int], data_type: str,
     sample_rate = int(args["resample_rate"])
     frame_shift, frame_length = float(fbank["frame_shift"]), float(fbank["frame_length"])
     audio = data_type != "feat"
+    # resemblyzer_mel chunks the frames of the whole utterance's features (its silence trimming
+    # changes the length), as the feature lists do
+    frame_chunks = not audio or args["feature_type"] == "resemblyzer_mel"
+    if args["feature_type"] == "resemblyzer_mel":
+        frame_shift, frame_length = RESEMBLYZER_FRAME_SHIFT_MS, RESEMBLYZER_FRAME_LENGTH_MS
     num_frms = 0 if whole_utterances else int(args["num_frms"] or 0)
     filtering = bool(args["filter"]) and not whole_utterances
     filter_args = args["filter_args"]
@@ -136,10 +144,11 @@ def build_context(args: Dict[str, Any], spk2id: Dict[str, int], data_type: str,
         train=train,
         strict=bool(args["strict"]),
         chunk_samples=default_chunk_samples(num_frms, sample_rate, frame_length, frame_shift)
-        if num_frms and audio else None,
-        chunk_frames=num_frms if num_frms and not audio else None,
+        if num_frms and not frame_chunks else None,
+        chunk_frames=num_frms if num_frms and frame_chunks else None,
         min_samples=int(min_frames * frame_shift / 1000 * sample_rate),
-        max_samples=int(max_frames * frame_shift / 1000 * sample_rate) if max_frames else None,
+        max_samples=int(max_frames * frame_shift / 1000 * sample_rate) if max_frames and not frame_chunks
+        else None,
         min_frames=min_frames,
         max_frames=max_frames or None,
         speed_perturb=speed,
@@ -148,7 +157,7 @@ def build_context(args: Dict[str, Any], spk2id: Dict[str, int], data_type: str,
         noise_set=noise_set,
         rir_set=rir_set,
         extractor=FbankExtractor(sample_rate, int(fbank["num_mel_bins"]), frame_length, frame_shift,
-                                 fbank.get("backend", "auto")) if audio else None,
+                                 fbank.get("backend", "auto")) if audio and not frame_chunks else None,
         dither=float(fbank["dither"]) if train else 0.0,
         cmn=bool(args["cmn"]),
         spec_aug=bool(args["spec_aug"]) and train,
@@ -156,6 +165,8 @@ def build_context(args: Dict[str, Any], spk2id: Dict[str, int], data_type: str,
         vad=VoiceActivityDetector(args["vad"], args["vad_args"]) if args["vad"] and audio else None,
         need_labels=need_labels,
         waveform=args["frontend"] == "waveform",
+        feature_type=args["feature_type"],
+        resemblyzer_args=resemblyzer_mel_args(args),
     )
 
 
@@ -174,7 +185,10 @@ def process_samples(samples: Iterator[Sample], ctx: PipelineContext, data_type: 
         stream = add_noise_reverb(stream, ctx)
         if ctx.waveform:
             return waveform_as_feat(stream, ctx)
-        stream = extract_fbank(stream, ctx)
+        if ctx.feature_type == "resemblyzer_mel":
+            stream = take_feat_chunk(extract_resemblyzer_mel(stream, ctx), ctx)
+        else:
+            stream = extract_fbank(stream, ctx)
     stream = normalize_mean(stream, ctx)
     return apply_spec_aug(stream, ctx)
 

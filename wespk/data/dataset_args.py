@@ -8,6 +8,20 @@ known ones.
 import copy
 from typing import Any, Dict, Optional
 
+from wespk.features import resemblyzer_mel
+
+#: What ``feature_type`` can be: Kaldi fbank, or resemblyzer's mel spectrogram (the
+#: converted GE2E encoder's input, :func:`wespk.features.resemblyzer_mel.frontend_features`).
+FEATURE_TYPES = ("fbank", "resemblyzer_mel")
+
+#: The resemblyzer front end's own keys (top level of ``dataset_args``, as in the converted
+#: model dir's config; None: the front end's default): ``num_mel_bins``, ``frame_length``,
+#: ``frame_shift``, ``target_dbfs``, ``trim_silence``, ``trim_threshold``.
+RESEMBLYZER_MEL_KEYS = tuple(sorted(resemblyzer_mel.FRONTEND_KEYS - {"feature_type", "resample_rate"}))
+
+#: Keys that only the fbank features use: set with ``feature_type: resemblyzer_mel`` they are errors.
+FBANK_ONLY_KEYS = ("fbank_args", "cmn", "vad", "vad_args")
+
 #: Every key with its default. Nested dicts are sections with their own keys.
 DATASET_ARGS_DEFAULTS: Dict[str, Any] = {
     # Read by the training loop (utterances per epoch; 0 = the list size).
@@ -33,6 +47,10 @@ DATASET_ARGS_DEFAULTS: Dict[str, Any] = {
     "babble_num_speakers": [3, 7],
     # 'waveform': raw samples [S, 1] for models with their own frontend (no fbank, CMN, SpecAugment).
     "frontend": "fbank",
+    # wespk: 'fbank' or 'resemblyzer_mel' (FEATURE_TYPES); the latter reads the keys below.
+    "feature_type": "fbank",
+    # wespk, resemblyzer_mel only (RESEMBLYZER_MEL_KEYS): None keeps the front end's value.
+    **{key: None for key in RESEMBLYZER_MEL_KEYS},
     "fbank_args": {"num_mel_bins": 80, "frame_shift": 10, "frame_length": 25, "dither": 1.0,
                    # wespk: kaldifeat | knf | auto
                    "backend": "auto"},
@@ -76,7 +94,9 @@ def _merge(defaults: Dict[str, Any], given: Dict[str, Any], where: str) -> Dict[
 def resolve_dataset_args(dataset_args: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """``dataset_args`` with defaults filled in; raises ``ValueError`` on unknown
     keys or invalid values."""
-    args = _merge(DATASET_ARGS_DEFAULTS, dict(dataset_args or {}), "dataset_args")
+    given = dict(dataset_args or {})
+    args = _merge(DATASET_ARGS_DEFAULTS, given, "dataset_args")
+    _check_feature_type(args, given)
     if args["speed_perturb_classes"] not in ("separate", "same"):
         raise ValueError("dataset_args.speed_perturb_classes must be 'separate' or 'same', "
                          f"got {args['speed_perturb_classes']!r}")
@@ -105,3 +125,42 @@ def resolve_dataset_args(dataset_args: Optional[Dict[str, Any]]) -> Dict[str, An
     if int(args["shuffle_args"]["shuffle_size"]) < 1:
         raise ValueError("dataset_args.shuffle_args.shuffle_size must be >= 1")
     return args
+
+
+def _check_feature_type(args: Dict[str, Any], given: Dict[str, Any]) -> None:
+    """``feature_type`` and the keys that go with it (``given``: the keys as written)."""
+    feature_type = args["feature_type"]
+    if feature_type not in FEATURE_TYPES:
+        raise ValueError(f"dataset_args.feature_type {feature_type!r} is not supported by the data "
+                         f"pipeline; choose from {', '.join(FEATURE_TYPES)}")
+    own = [k for k in RESEMBLYZER_MEL_KEYS if given.get(k) is not None]
+    if feature_type == "fbank":
+        if own:
+            raise ValueError(f"dataset_args {', '.join(own)}: keys of feature_type resemblyzer_mel, but "
+                             f"feature_type is fbank (fbank options go in fbank_args)")
+        return
+    if args["frontend"] != "fbank":
+        raise ValueError(f"dataset_args.feature_type resemblyzer_mel computes features; it cannot go "
+                         f"with frontend {args['frontend']!r}")
+    fbank_only = [k for k in FBANK_ONLY_KEYS if given.get(k) not in (None, False, {})]
+    if fbank_only:
+        raise ValueError(f"dataset_args {', '.join(fbank_only)}: not used by feature_type resemblyzer_mel, "
+                         f"which has no fbank options, no mean normalisation (cmn) and trims silences "
+                         f"itself (trim_silence, not vad); remove {'it' if len(fbank_only) == 1 else 'them'}")
+    fixed = {"resample_rate": resemblyzer_mel.RESEMBLYZER_SAMPLE_RATE,
+             "num_mel_bins": resemblyzer_mel.NUM_MEL_BINS,
+             "frame_length": resemblyzer_mel.FRAME_LENGTH_MS,
+             "frame_shift": resemblyzer_mel.FRAME_SHIFT_MS}
+    for key, expected in fixed.items():
+        if args[key] is not None and float(args[key]) != float(expected):
+            raise ValueError(f"dataset_args.{key} must be {expected:g} with feature_type resemblyzer_mel "
+                             f"(the GE2E encoder's features), got {args[key]!r}")
+    args["cmn"] = False
+    args["vad"] = None
+
+
+def resemblyzer_mel_args(args: Dict[str, Any]) -> Dict[str, Any]:
+    """The keys of resolved ``dataset_args`` that
+    :func:`wespk.features.resemblyzer_mel.frontend_features` reads (unset ones left out)."""
+    keys = ("feature_type", "resample_rate") + RESEMBLYZER_MEL_KEYS
+    return {k: args[k] for k in keys if args.get(k) is not None}

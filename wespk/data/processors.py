@@ -9,6 +9,14 @@ error in strict mode). The order for audio is::
     -> apply_speed -> take_chunk -> add_noise_reverb -> extract_fbank
     -> normalize_mean -> apply_spec_aug -> collate_groups
 
+with ``feature_type: resemblyzer_mel`` (the converted GE2E encoder's input) the
+whole utterance is augmented and turned into features, and the chunk is cut
+from the frames, since the front end's silence trimming changes the length::
+
+    check_entries -> choose_speed -> read_audio -> resample_audio -> apply_speed
+    -> add_noise_reverb -> extract_resemblyzer_mel -> take_feat_chunk
+    -> apply_spec_aug -> collate_groups
+
 and for precomputed features ``check_entries -> read_feats -> take_feat_chunk
 -> normalize_mean -> apply_spec_aug -> collate_groups``.
 
@@ -33,6 +41,7 @@ from wespk.augment.noise import NoiseSet
 from wespk.augment.reverb import RirSet, reverberate
 from wespk.augment.speed import SPEED_FACTORS, speed_perturb
 from wespk.features.fbank import FbankExtractor, apply_cmn, num_samples_for_frames
+from wespk.features.resemblyzer_mel import frontend_features
 from wespk.features.spec_augment import spec_augment
 from wespk.features.vad import VoiceActivityDetector
 from wespk.io.audio import AudioError, Resampler, probe_audio, read_audio_span
@@ -95,6 +104,9 @@ class PipelineContext:
     vad: Optional[VoiceActivityDetector] = None
     need_labels: bool = True
     waveform: bool = False
+    #: ``fbank`` or ``resemblyzer_mel`` (then ``resemblyzer_args`` go to ``frontend_features``).
+    feature_type: str = "fbank"
+    resemblyzer_args: Dict[str, object] = field(default_factory=dict)
     resampler: Resampler = field(default_factory=Resampler)
     stats: Counter = field(default_factory=Counter)
     warned: Set[str] = field(default_factory=set)
@@ -334,6 +346,24 @@ def extract_fbank(samples: Iterator[Sample], ctx: PipelineContext) -> Iterator[S
             ctx.report_bad(sample, "too_short", "shorter than one frame")
             continue
         if not np.isfinite(feat.numpy()).all():
+            ctx.report_bad(sample, "non_finite", "features contain NaN or Inf")
+            continue
+        sample["feat"] = feat
+        yield sample
+
+
+def extract_resemblyzer_mel(samples: Iterator[Sample], ctx: PipelineContext) -> Iterator[Sample]:
+    """The features of the ``resemblyzer_mel`` front end of ``wav``
+    (:func:`wespk.features.resemblyzer_mel.frontend_features`, the function the
+    inference front end calls: volume normalisation, silence trimming, 40-band
+    linear mel with its trailing frames); drops non-finite results."""
+    for sample in samples:
+        wav = sample.pop("wav")
+        if len(wav) == 0:
+            ctx.report_bad(sample, "too_short", "empty waveform")
+            continue
+        feat = frontend_features(wav, ctx.sample_rate, ctx.resemblyzer_args)
+        if not torch.isfinite(feat).all():
             ctx.report_bad(sample, "non_finite", "features contain NaN or Inf")
             continue
         sample["feat"] = feat
