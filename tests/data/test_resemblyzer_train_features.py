@@ -131,3 +131,15 @@ def test_fbank_configs_are_unchanged(raw_list, spk2id):
     assert float(batch["feats"].mean(dim=1).abs().max()) < 1e-3
     assert resolve_dataset_args(args)["feature_type"] == "fbank"
     assert np.isfinite(batch["feats"].numpy()).all()
+
+
+def test_a_training_config_gives_the_same_inference_front_end(raw_list):
+    """A fine-tuned model dir's config.yaml holds the training pipeline's keys too: the
+    inference front end leaves them to the pipeline; other unknown keys are still errors."""
+    path = read_utterances(raw_list)[0].audio.path
+    samples, rate = load_audio(path)
+    training = {**TRAIN_ARGS, "aug_prob": 0.6, "noise_data": "data/aug/noise", "shuffle": True}
+    torch.testing.assert_close(FeatureFrontend({"dataset_args": training})(samples, rate),
+                               inference_features(path), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="unknown resemblyzer_mel dataset_args key.s. trim_silense"):
+        FeatureFrontend({"dataset_args": {**training, "trim_silense": False}})(samples, rate)

@@ -154,8 +154,12 @@ class FeatureFrontend(_AudioInput):
     def __call__(self, samples: np.ndarray, sample_rate: int, source: str = "audio") -> torch.Tensor:
         samples = self.checked_mono(samples, sample_rate, source)
         if self.feature_type == "resemblyzer_mel":
-            from wespk.features.resemblyzer_mel import frontend_features
-            feats = frontend_features(samples, int(sample_rate), self.dataset_args)
+            from wespk.data.dataset_args import DATASET_ARGS_DEFAULTS
+            from wespk.features.resemblyzer_mel import FRONTEND_KEYS, frontend_features
+            # a fine-tuned model's config also holds the training pipeline's keys: not the front end's
+            args = {k: v for k, v in self.dataset_args.items()
+                    if v is not None and (k in FRONTEND_KEYS or k not in DATASET_ARGS_DEFAULTS)}
+            feats = frontend_features(samples, int(sample_rate), args)
         else:
             from wespk.features.fbank import apply_cmn, compute_fbank
             waveform = resample(samples, int(sample_rate), self.sample_rate)
