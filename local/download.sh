@@ -16,6 +16,13 @@
 #                                     DIR/ARCHIVE from its parts (fetched as above, joined,
 #                                     checked; the parts deleted if REMOVE_PARTS is true);
 #                                     nothing is fetched when DIR/ARCHIVE is already checked
+#   fetch_and_unpack URL ARCHIVE MD5 DIR UNPACKED
+#                                     DIR/UNPACKED from ARCHIVE (downloaded from URL when
+#                                     absent; its MD5 checked unless MD5 is ''; unpacked
+#                                     into DIR by wespk.bin.unpack, which refuses members
+#                                     that would leave DIR); done once: the marker
+#                                     DIR/UNPACKED/.extracted records it, after which
+#                                     ARCHIVE may be deleted
 #
 # download_file resumes: an interrupted transfer leaves DEST.part, and the next
 # attempt (or the next run) asks the server for the rest (curl -C - / wget -c,
@@ -247,4 +254,29 @@ fetch_joined() {
     for item in "${paths[@]}"; do rm -f "$item" "$item.md5ok"; done
     download_log "removed the parts of $archive"
   fi
+}
+
+# fetch_and_unpack URL ARCHIVE MD5 DIR UNPACKED
+fetch_and_unpack() {
+  local url=$1 archive=$2 md5=$3 dir=$4 unpacked=$5 have
+  if [ -f "$dir/$unpacked/.extracted" ]; then
+    download_log "$dir/$unpacked is already unpacked"
+    return 0
+  fi
+  if [ ! -f "$archive" ]; then
+    download_file "$url" "$archive" "$md5" || return 1
+  fi
+  if [ -n "$md5" ] && ! md5_matches "$archive" "$md5"; then
+    have=$(md5sum "$archive" | cut -d' ' -f1)
+    download_log "ERROR: $archive: md5 $have, expected $md5; the file is incomplete or damaged:" \
+                 "delete it and run again (or give --md5 for a different archive)"
+    return 1
+  fi
+  download_log "unpacking $archive"
+  "${python:-python}" -m wespk.bin.unpack "$archive" "$dir" || return 1
+  if [ ! -d "$dir/$unpacked" ]; then
+    download_log "ERROR: $archive did not unpack into $dir/$unpacked"
+    return 1
+  fi
+  touch "$dir/$unpacked/.extracted"
 }

@@ -17,27 +17,21 @@ set -euo pipefail
 sets="musan rirs"
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-help_message=$(awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0")
+. "$repo/tools/recipe.sh"
 . "$repo/tools/parse_options.sh"
-if [ $# -ne 2 ]; then
-  echo "$help_message" >&2
-  exit 1
-fi
+[ $# -eq 2 ] || usage_error
 download_dir=$1
 data_dir=$2
-
-log() { echo "$(date '+%F %T') [$(basename "$0"):${BASH_LINENO[0]}] $*"; }
 
 for set in $sets; do
   case $set in
     musan) archive=musan.tar.gz script=prepare_musan.sh unpacked=musan ;;
     rirs) archive=rirs_noises.zip script=prepare_rirs_noises.sh unpacked=RIRS_NOISES ;;
-    *) log "ERROR: unknown augmentation set '$set' (known: musan rirs)"; exit 1 ;;
+    *) die "unknown augmentation set '$set' (known: musan rirs)" ;;
   esac
   if [ ! -f "$download_dir/$unpacked/.extracted" ] && [ ! -f "$download_dir/$archive" ]; then
-    log "ERROR: $download_dir/$archive not found: run the recipe's local/download_data.sh --parts $set" \
+    die "$download_dir/$archive not found: run the recipe's local/download_data.sh --parts $set" \
         "(it checks the md5), or put the archive there"
-    exit 1
   fi
   log "$set: $download_dir/$archive -> $data_dir/$set"
   # the recipe's download step has checked the archive against its checksums file already

@@ -25,53 +25,17 @@ real=false
 md5=e6f48e257286e05de56413b4779d8ffb
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-help_message=$(awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0")
+. "$repo/tools/recipe.sh"
+. "$repo/local/download.sh"
 . "$repo/tools/parse_options.sh"
-if [ $# -ne 2 ]; then
-  echo "$help_message" >&2
-  exit 1
-fi
+[ $# -eq 2 ] || usage_error
 download_dir=$1
 data_dir=$2
-
-log() { echo "$(date '+%F %T') [$(basename "$0"):${BASH_LINENO[0]}] $*"; }
 python=${PYTHON:-$repo/.venv/bin/python}
 [ -x "$python" ] || python=python3
 
 mkdir -p "$download_dir" "$data_dir"
-archive=$download_dir/rirs_noises.zip
-
-marker=$download_dir/RIRS_NOISES/.extracted
-if [ -f "$marker" ]; then
-  log "$download_dir/RIRS_NOISES is already unpacked"
-else
-  if [ ! -f "$archive" ]; then
-    log "downloading $url"
-    # Into a .part file (resumable with -c), renamed when complete.
-    wget -c -O "$archive.part" "$url"
-    mv "$archive.part" "$archive"
-  fi
-  # A passed check is cached in $archive.md5ok (with the file's size and time), so a re-run after a
-  # failed unpack does not hash the archive again.
-  stamp="$md5 $(stat -c '%s %Y' "$archive" 2>/dev/null || stat -f '%z %m' "$archive")"
-  if [ -n "$md5" ] && [ "$(cat "$archive.md5ok" 2>/dev/null)" != "$stamp" ]; then
-    log "checking the md5 of $archive"
-    actual=$(md5sum "$archive" | cut -d' ' -f1)
-    if [ "$actual" != "$md5" ]; then
-      echo "$0: $archive: md5 $actual, expected $md5; the file is incomplete or damaged:" \
-           "delete it and run again (or give --md5 for a different archive)" >&2
-      exit 1
-    fi
-    echo "$stamp" > "$archive.md5ok"
-  fi
-  log "unpacking $archive"
-  unzip -q -o "$archive" -d "$download_dir"
-  if [ ! -d "$download_dir/RIRS_NOISES" ]; then
-    echo "$0: $archive did not unpack into $download_dir/RIRS_NOISES" >&2
-    exit 1
-  fi
-  touch "$marker"
-fi
+fetch_and_unpack "$url" "$download_dir/rirs_noises.zip" "$md5" "$download_dir" RIRS_NOISES || exit 1
 
 log "listing RIRs ($rooms; real: $real) into $data_dir"
 tmp=$(mktemp -d "$data_dir/.prepare_rirs.XXXXXX")
@@ -100,15 +64,5 @@ if [ "$real" = true ]; then
     echo "$key real" >> "$tmp/utt2category"
   done
 fi
-for f in wav.scp utt2category; do
-  LC_ALL=C sort -u "$tmp/$f" > "$tmp/$f.sorted"
-done
-if [ "$(cut -d' ' -f1 "$tmp/wav.scp.sorted" | uniq -d | head -n 1)" != "" ]; then
-  echo "$0: duplicate keys in the RIR listing" >&2
-  exit 1
-fi
-"$python" "$repo/tools/wav_to_duration.py" --nj 4 "$tmp/wav.scp.sorted" "$tmp/utt2dur"
-mv "$tmp/wav.scp.sorted" "$data_dir/wav.scp"
-mv "$tmp/utt2category.sorted" "$data_dir/utt2category"
-mv "$tmp/utt2dur" "$data_dir/utt2dur"
+publish_listing "$tmp" "$data_dir"
 log "$data_dir: $(wc -l < "$data_dir/wav.scp") RIRs"

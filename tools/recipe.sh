@@ -27,6 +27,15 @@
 #                            procs=one training process per GPU, else NPROC CPU
 #                            processes, each with an equal share of the cores
 #                            (OMP_NUM_THREADS)
+#   script_help FILE         the comment block at the top of FILE (after the #! line)
+#   usage_error              print the calling script's comment block to stderr, exit 1
+#   unpack_once ARCHIVE DIR  unpack a downloaded archive into DIR with
+#                            wespk.bin.unpack (no member may leave DIR; done once,
+#                            a marker records it)
+#   publish_listing TMP DATA_DIR
+#                            TMP/wav.scp and TMP/utt2category (unsorted lines of a
+#                            listing) sorted, checked for duplicate keys, given an
+#                            utt2dur and moved into DATA_DIR
 # and needs nothing of its caller but $stage and $stop_stage for run_stage.
 
 # MESSAGE after the time and the file:line DEPTH calls above this function's caller.
@@ -89,4 +98,34 @@ set_training_processes() {
     procs=$2
     export OMP_NUM_THREADS=$(( $(nproc) / procs > 0 ? $(nproc) / procs : 1 ))
   fi
+}
+
+script_help() {
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$1"
+}
+
+usage_error() {
+  script_help "$0" >&2
+  exit 1
+}
+
+unpack_once() {
+  [ -f "$2/.unpacked-$(basename "$1")" ] && return 0
+  [ -f "$1" ] || die "$1 not found: download it first (local/download_data.sh), or give the unpacked folders (see --help)"
+  recipe_log_from 1 "unpacking $1 into $2"
+  "${python:-python}" -m wespk.bin.unpack "$1" "$2"
+}
+
+publish_listing() {
+  local tmp=$1 data_dir=$2 f
+  for f in wav.scp utt2category; do
+    LC_ALL=C sort -u "$tmp/$f" > "$tmp/$f.sorted"
+  done
+  if [ -n "$(cut -d' ' -f1 "$tmp/wav.scp.sorted" | uniq -d | head -n 1)" ]; then
+    die "duplicate keys in the listing for $data_dir: $(cut -d' ' -f1 "$tmp/wav.scp.sorted" | uniq -d | head -n 3 | tr '\n' ' ')"
+  fi
+  "${python:-python}" "$(dirname "${BASH_SOURCE[0]}")/wav_to_duration.py" --nj 4 "$tmp/wav.scp.sorted" "$tmp/utt2dur"
+  mv "$tmp/wav.scp.sorted" "$data_dir/wav.scp"
+  mv "$tmp/utt2category.sorted" "$data_dir/utt2category"
+  mv "$tmp/utt2dur" "$data_dir/utt2dur"
 }

@@ -105,4 +105,4 @@ def test_prepare_musan_checks_the_archive_before_unpacking(tmp_path, a_wav):
     # unpacked once, the archive may go
     archive.unlink()
     proc = run("prepare_musan.sh", "--md5", md5, str(download), str(out))
-    assert proc.returncode == 0 and "already unpacked" in proc.stdout
+    assert proc.returncode == 0 and "already unpacked" in proc.stdout + proc.stderr

@@ -37,31 +37,12 @@ aug_sets="musan rirs"
 nj=8
 
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-help_message=$(awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0")
 . "$recipe_dir/tools/parse_options.sh"
-if [ $# -ne 0 ]; then
-  echo "$help_message" >&2
-  exit 1
-fi
+. "$recipe_dir/tools/recipe.sh"
+[ $# -eq 0 ] || usage_error
 . "$recipe_dir/path.sh"
 
-log() { echo "$(date '+%F %T') [$(basename "${BASH_SOURCE[1]}"):${BASH_LINENO[0]}] $*"; }
-die() { log "ERROR: $*"; exit 1; }
-
 case $enroll_mode in concat|average) ;; *) die "--enroll_mode must be concat or average" ;; esac
-
-# unpack ARCHIVE DEST_DIR: once (a marker in DEST_DIR records it).
-unpack() {
-  local archive=$1 dest=$2 marker
-  marker=$dest/.unpacked-$(basename "$archive")
-  [ -f "$marker" ] && return 0
-  [ -f "$archive" ] || die "$archive not found: run local/download_data.sh first, or give the" \
-                           "unpacked folders (see --help)"
-  log "unpacking $archive into $dest"
-  mkdir -p "$dest"
-  tar -xzf "$archive" -C "$dest"
-  touch "$marker"
-}
 
 # import_speakers SRC_DATA_FOLDER SPK_LIST DATA_DIR: the listed speakers' utterances
 # (all of them when SPK_LIST does not exist) as a validated data dir.
@@ -79,14 +60,14 @@ import_speakers() {
 }
 
 if [ -z "$cnceleb1_dir" ]; then
-  unpack "$download_dir/cn-celeb_v2.tar.gz" "$rawdata_dir"
+  unpack_once "$download_dir/cn-celeb_v2.tar.gz" "$rawdata_dir"
   cnceleb1_dir=$rawdata_dir/CN-Celeb_flac
 fi
 [ -d "$cnceleb1_dir/data" ] && [ -d "$cnceleb1_dir/eval" ] \
   || die "$cnceleb1_dir does not look like CN-Celeb1 (no data/ and eval/ in it)"
 [ -f "$cnceleb1_dir/dev/dev.lst" ] || die "$cnceleb1_dir/dev/dev.lst (the training speakers) not found"
 if [ -z "$cnceleb2_dir" ]; then
-  unpack "$download_dir/cn-celeb2_v2.tar.gz" "$rawdata_dir"
+  unpack_once "$download_dir/cn-celeb2_v2.tar.gz" "$rawdata_dir"
   cnceleb2_dir=$rawdata_dir/CN-Celeb2_flac
 fi
 

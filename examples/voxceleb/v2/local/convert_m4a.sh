@@ -15,14 +15,9 @@ nj=8
 format=wav
 
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-help_message=$(awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0")
 . "$recipe_dir/tools/parse_options.sh"
-if [ $# -ne 2 ]; then
-  echo "$help_message" >&2
-  exit 1
-fi
-
-log() { echo "$(date '+%F %T') [$(basename "${BASH_SOURCE[1]}"):${BASH_LINENO[0]}] $*"; }
+. "$recipe_dir/tools/recipe.sh"
+[ $# -eq 2 ] || usage_error
 
 case $format in
   wav) codec="-c:a pcm_s16le" ;;

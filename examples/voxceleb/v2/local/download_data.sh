@@ -50,18 +50,13 @@ remove_parts=true
 downloader=auto
 
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-help_message=$(awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0")
 . "$recipe_dir/tools/parse_options.sh"
-if [ $# -ne 0 ]; then
-  echo "$help_message" >&2
-  exit 1
-fi
+. "$recipe_dir/tools/recipe.sh"
+[ $# -eq 0 ] || usage_error
 . "$recipe_dir/path.sh"
 . "$repo_root/local/download.sh"
 [ -n "$checksums" ] || checksums=$recipe_dir/local/checksums.md5
 [ -f "$checksums" ] || { echo "$0: checksum list $checksums not found" >&2; exit 1; }
-
-log() { echo "$(date '+%F %T') [$(basename "${BASH_SOURCE[1]}"):${BASH_LINENO[0]}] $*"; }
 
 export DOWNLOAD_TOOL=$downloader DOWNLOAD_ATTEMPTS=$attempts
 vox_hint="VoxCeleb is given to registered users only: pass the login you were given with \

@@ -40,35 +40,12 @@ aug_sets="musan rirs"
 nj=8
 
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-help_message=$(awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0")
 . "$recipe_dir/tools/parse_options.sh"
-if [ $# -ne 0 ]; then
-  echo "$help_message" >&2
-  exit 1
-fi
+. "$recipe_dir/tools/recipe.sh"
+[ $# -eq 0 ] || usage_error
 . "$recipe_dir/path.sh"
 
-log() { echo "$(date '+%F %T') [$(basename "${BASH_SOURCE[1]}"):${BASH_LINENO[0]}] $*"; }
-die() { log "ERROR: $*"; exit 1; }
-
 [ -n "$trials_dir" ] || trials_dir=$download_dir
-
-# unpack ARCHIVE DEST_DIR: once (a marker in DEST_DIR records it).
-unpack() {
-  local archive=$1 dest=$2 marker
-  marker=$dest/.unpacked-$(basename "$archive")
-  [ -f "$marker" ] && return 0
-  [ -f "$archive" ] || die "$archive not found: run local/download_data.sh first, or give the" \
-                           "unpacked folders (see --help)"
-  log "unpacking $archive into $dest"
-  mkdir -p "$dest"
-  case $archive in
-    *.zip) unzip -q -o "$archive" -d "$dest" ;;
-    *.tar.gz) tar -xzf "$archive" -C "$dest" ;;
-    *) die "do not know how to unpack $archive" ;;
-  esac
-  touch "$marker"
-}
 
 # import_folder SRC DATA_DIR: <spk>/.../<utt>.wav|flac -> a validated data dir.
 import_folder() {
@@ -77,8 +54,8 @@ import_folder() {
 
 # --- VoxCeleb1 ---
 if [ -z "$vox1_dirs" ]; then
-  unpack "$download_dir/vox1_dev_wav.zip" "$rawdata_dir/voxceleb1/dev"
-  unpack "$download_dir/vox1_test_wav.zip" "$rawdata_dir/voxceleb1/test"
+  unpack_once "$download_dir/vox1_dev_wav.zip" "$rawdata_dir/voxceleb1/dev"
+  unpack_once "$download_dir/vox1_test_wav.zip" "$rawdata_dir/voxceleb1/test"
   vox1_dirs="$rawdata_dir/voxceleb1/dev/wav $rawdata_dir/voxceleb1/test/wav"
 fi
 read -r -a vox1_list <<< "$vox1_dirs"
@@ -101,7 +78,7 @@ fi
 
 # --- VoxCeleb2 dev ---
 if [ -z "$vox2_dev_dir" ]; then
-  unpack "$download_dir/vox2_dev_aac.zip" "$rawdata_dir/voxceleb2"
+  unpack_once "$download_dir/vox2_dev_aac.zip" "$rawdata_dir/voxceleb2"
   vox2_dev_dir=$rawdata_dir/voxceleb2/dev/aac
 fi
 [ -d "$vox2_dev_dir" ] || die "VoxCeleb2 dev folder $vox2_dev_dir not found"

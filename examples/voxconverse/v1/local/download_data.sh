@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Download VoxConverse (audio of dev and test, annotations) into DIR and unpack it.
+# Download VoxConverse (audio of dev and test, annotations) into DIR and unpack it
+# (with wespk.bin.unpack: no archive member may land outside DIR).
 #
 # Usage: local/download_data.sh [--download_dir data/download] [--checksums local/checksums.md5]
 #
@@ -16,6 +17,7 @@ annotations_url=https://github.com/joonson/voxconverse/archive/refs/heads/master
 
 . ./path.sh
 . tools/parse_options.sh
+. tools/recipe.sh
 . "$repo_root/local/download.sh"
 
 mkdir -p "$download_dir"
@@ -25,7 +27,8 @@ fetch_files "$download_dir" "$checksums" 2 \
   voxconverse_master.zip="$annotations_url"
 ( cd "$download_dir" && md5sum voxconverse_dev_wav.zip voxconverse_test_wav.zip voxconverse_master.zip ) \
   > "$download_dir/downloaded.md5"
+# unpacked once each (a marker records it); no member may leave its folder
 for split in dev test; do
-  [ -d "$download_dir/$split" ] || python -m zipfile -e "$download_dir/voxconverse_${split}_wav.zip" "$download_dir/$split"
+  unpack_once "$download_dir/voxconverse_${split}_wav.zip" "$download_dir/$split"
 done
-[ -d "$download_dir/voxconverse-master" ] || python -m zipfile -e "$download_dir/voxconverse_master.zip" "$download_dir"
+unpack_once "$download_dir/voxconverse_master.zip" "$download_dir"
