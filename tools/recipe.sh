@@ -32,6 +32,17 @@
 #   unpack_once ARCHIVE DIR  unpack a downloaded archive into DIR with
 #                            wespk.bin.unpack (no member may leave DIR; done once,
 #                            a marker records it)
+#   corpus_train_stages TRAIN_DIR
+#                            stages 2 (the data_type list of TRAIN_DIR) and 3 (torchrun
+#                            training) of a corpus recipe, each when it is in range, with
+#                            the recipe's variables data_type, num_utts_per_shard, nj,
+#                            config, exp_dir, aug_sets, model_init, gpus, nproc, nnodes,
+#                            rdzv_endpoint and rdzv_id
+#   large_margin_stage ARG...
+#                            stage 11 of a corpus recipe: stages 3-10 again with
+#                            $lm_config into $lm_exp_dir (default <exp_dir>-LM), from
+#                            $exp_dir/models/avg_model.pt, with the recipe's training and
+#                            scoring options plus ARG... (what only this recipe has)
 #   publish_listing TMP DATA_DIR
 #                            TMP/wav.scp and TMP/utt2category (unsorted lines of a
 #                            listing) sorted, checked for duplicate keys, given an
@@ -128,4 +139,30 @@ publish_listing() {
   mv "$tmp/wav.scp.sorted" "$data_dir/wav.scp"
   mv "$tmp/utt2category.sorted" "$data_dir/utt2category"
   mv "$tmp/utt2dur" "$data_dir/utt2dur"
+}
+
+corpus_train_stages() {
+  local train_dir=$1
+  if run_stage 2; then
+    recipe_log_from 1 "stage 2: $data_type list of $train_dir"
+    tools/stages/lists.sh --data_type "$data_type" --num_utts_per_shard "$num_utts_per_shard" --nj "$nj" \
+      "$train_dir"
+  fi
+  if run_stage 3; then
+    recipe_log_from 1 "stage 3: training $config"
+    tools/stages/train.sh --config "$config" --exp_dir "$exp_dir" --data_type "$data_type" \
+      --train_data "$train_dir/$data_type.list" --train_label "$train_dir/utt2spk" \
+      --aug_sets "$aug_sets" --model_init "$model_init" --gpus "$gpus" --nproc "$nproc" --nnodes "$nnodes" \
+      --rdzv_endpoint "$rdzv_endpoint" --rdzv_id "$rdzv_id"
+  fi
+}
+
+large_margin_stage() {
+  [ -n "$lm_exp_dir" ] || lm_exp_dir=${exp_dir}-LM
+  recipe_log_from 1 "stage 11: large-margin fine-tuning ($lm_config) from $exp_dir/models/avg_model.pt into $lm_exp_dir"
+  require "$exp_dir/models/avg_model.pt" "$lm_config"
+  bash "$0" --stage 3 --stop_stage 10 --config "$lm_config" --exp_dir "$lm_exp_dir" \
+    --model_init "$exp_dir/models/avg_model.pt" --data_type "$data_type" --aug_sets "$aug_sets" \
+    --gpus "$gpus" --nproc "$nproc" --nnodes "$nnodes" --rdzv_endpoint "$rdzv_endpoint" \
+    --rdzv_id "$rdzv_id-lm" --nj "$nj" --score_norm "$score_norm" --top_n "$top_n" "$@"
 }

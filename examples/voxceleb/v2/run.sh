@@ -90,31 +90,13 @@ if run_stage 1; then
     --seed 777 --output data/vox2_dev/cali_trials
 fi
 
-if run_stage 2; then
-  log "stage 2: $data_type list of data/vox2_dev"
-  tools/stages/lists.sh --data_type "$data_type" --num_utts_per_shard "$num_utts_per_shard" --nj "$nj" \
-    data/vox2_dev
-fi
-
-if run_stage 3; then
-  log "stage 3: training $config"
-  tools/stages/train.sh --config "$config" --exp_dir "$exp_dir" --data_type "$data_type" \
-    --train_data "data/vox2_dev/$data_type.list" --train_label data/vox2_dev/utt2spk \
-    --aug_sets "$aug_sets" --model_init "$model_init" --gpus "$gpus" --nproc "$nproc" --nnodes "$nnodes" \
-    --rdzv_endpoint "$rdzv_endpoint" --rdzv_id "$rdzv_id"
-fi
+corpus_train_stages data/vox2_dev
 
 if stages_overlap 4 10; then
   tools/stages/backend.sh --stage "$stage" --stop_stage "$stop_stage" "${backend[@]}"
 fi
 
 if run_stage 11; then
-  [ -n "$lm_exp_dir" ] || lm_exp_dir=${exp_dir}-LM
-  log "stage 11: large-margin fine-tuning ($lm_config) from $exp_dir/models/avg_model.pt into $lm_exp_dir"
-  require "$exp_dir/models/avg_model.pt" "$lm_config"
-  bash "$0" --stage 3 --stop_stage 10 --config "$lm_config" --exp_dir "$lm_exp_dir" \
-    --model_init "$exp_dir/models/avg_model.pt" --data_type "$data_type" --aug_sets "$aug_sets" \
-    --gpus "$gpus" --nproc "$nproc" --nnodes "$nnodes" --rdzv_endpoint "$rdzv_endpoint" \
-    --rdzv_id "$rdzv_id-lm" --nj "$nj" --trials "$trials" --score_norm "$score_norm" --top_n "$top_n"
+  large_margin_stage --trials "$trials"
 fi
 log "done (stages $stage..$stop_stage)"
