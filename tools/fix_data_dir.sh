@@ -25,28 +25,12 @@
 # then replaced atomically (written to a temporary file in DATA_DIR, then
 # renamed). If no utterance would remain, nothing is changed and the exit
 # status is 1.
-# Flags take no value (as in Kaldi), so they are read here rather than by
-# tools/parse_options.sh.
+# Flags are read by tools/data_dir_options.sh.
 set -euo pipefail
 
 # Configuration section.
-check_wav=true
 max_keys_reported=5
-
-usage="Usage: $0 [--no-wav-check] DATA_DIR"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --no-wav-check) check_wav=false; shift ;;
-    --help|-h) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-    --*) echo "$0: unknown option '$1'" >&2; echo "$usage" >&2; exit 1 ;;
-    *) break ;;
-  esac
-done
-if [ $# -ne 1 ]; then
-  echo "$usage" >&2
-  exit 1
-fi
-data_dir=${1%/}
+. "$(dirname "${BASH_SOURCE[0]}")/data_dir_options.sh"   # check_wav, data_dir
 tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 program=$(basename "$0")
 

@@ -20,28 +20,12 @@
 # wespk.data.data_dir.validate_data_dir makes the same checks with the same
 # messages in Python, and wespk's data-dir reader and tools apply the same
 # segment rule (0 <= start < end; no "end <= 0 means the end of the file").
-# Flags take no value (as in Kaldi's validate_data_dir.sh), so they are read
-# here rather than by tools/parse_options.sh.
+# Flags are read by tools/data_dir_options.sh.
 set -euo pipefail
 
 # Configuration section.
-check_wav=true
 max_messages_per_file=5
-
-usage="Usage: $0 [--no-wav-check] DATA_DIR"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --no-wav-check) check_wav=false; shift ;;
-    --help|-h) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-    --*) echo "$0: unknown option '$1'" >&2; echo "$usage" >&2; exit 1 ;;
-    *) break ;;
-  esac
-done
-if [ $# -ne 1 ]; then
-  echo "$usage" >&2
-  exit 1
-fi
-data_dir=${1%/}
+. "$(dirname "${BASH_SOURCE[0]}")/data_dir_options.sh"   # check_wav, data_dir
 
 if [ ! -d "$data_dir" ]; then
   echo "$0: $data_dir is not a directory" >&2
