@@ -73,10 +73,14 @@ def epochs_without_improvement(records: Sequence[Dict]) -> int:
 def best_epoch_window(records: Sequence[Dict], num_avg: int) -> Tuple[int, int]:
     """``(first, last)``: the ``num_avg`` consecutive validated epochs with the lowest mean
     dev EER (the latest window of equals: later epochs have seen more data). With fewer
-    records than ``num_avg``, all of them."""
+    records than ``num_avg``, all of them. One epoch (``num_avg`` 1) is the best record, the
+    earliest of equals: the epoch the log calls best and early stopping counts from."""
     if not records:
         raise ValueError("no validation records")
     num_avg = max(1, min(int(num_avg), len(records)))
+    if num_avg == 1:
+        best = int(best_record(records)["epoch"])
+        return best, best
     best_start, best_mean = 0, float("inf")
     for start in range(len(records) - num_avg + 1):
         mean = sum(r["eer"] for r in records[start:start + num_avg]) / num_avg
