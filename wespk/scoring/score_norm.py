@@ -28,6 +28,13 @@ their mean and standard deviation are taken in float64 on the CPU in that
 fixed order. Statistics are computed once per utterance, in blocks of rows, so
 memory stays bounded at VoxCeleb scale; the trials are then normalised with
 array indexing.
+
+For AS-norm the full float64 product is not needed: a bf16 (or float32)
+search product finds candidates with a proven error margin, only their exact
+scores are computed, and a check proves that the kept values are the top N of
+the exact row (:mod:`wespk.scoring.cohort_search`); rows that fail the check
+(rare) take the full exact path. Both give the same values, hence the same
+bits; ``exact=True`` computes every row the full way.
 """
 
 import logging
@@ -40,6 +47,8 @@ from tqdm import tqdm
 
 from wespk.io.files import atomic_output
 from wespk.io.trials import DEFAULT_CHUNK_BYTES
+from wespk.scoring.cohort_search import (BF16_UNIT, CohortSearch, kernel_available, search_error_bound,
+                                         torch_top_scores)
 from wespk.scoring.device import resolve_scoring_device
 from wespk.scoring.score_files import index_trial_keys, iter_score_file, score_norm_lines
 from wespk.utils.parallel import for_row_ranges
@@ -89,7 +98,12 @@ def top_score_stats(top: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     order the selection left them in, and the result depends only on the set
     of values.
     """
-    top = np.sort(np.asarray(top, dtype=np.float32), axis=1).astype(np.float64)
+    return sorted_score_stats(np.sort(np.asarray(top, dtype=np.float32), axis=1))
+
+
+def sorted_score_stats(top: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`top_score_stats` of rows already sorted ascending."""
+    top = np.asarray(top, dtype=np.float32).astype(np.float64)
     mean = top.sum(axis=1) / top.shape[1]
     deviation = top - mean[:, None]
     return mean, np.sqrt((deviation * deviation).sum(axis=1) / top.shape[1])
@@ -112,9 +126,42 @@ def _check_inputs(embeddings, cohort, top_n):
     return embeddings, cohort, top_n
 
 
+def _exact_rows_stats(rows: np.ndarray, grid_cohort_t: np.ndarray, top_n: Optional[int],
+                      threads: Optional[int] = None, exact: Optional[np.ndarray] = None,
+                      buffer: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Statistics of grid ``rows`` from their full exact (float64) score rows, on the CPU."""
+    size, num_cohort = rows.shape[0], grid_cohort_t.shape[1]
+    exact = np.empty((size, num_cohort), dtype=np.float64) if exact is None else exact[:size]
+    block = np.empty((size, num_cohort), dtype=np.float32) if buffer is None else buffer[:size]
+    keep = num_cohort if top_n is None else top_n
+    np.matmul(rows, grid_cohort_t, out=exact)
+    mean = np.empty(size, dtype=np.float64)
+    std = np.empty(size, dtype=np.float64)
+
+    def block_stats(lo: int, hi: int) -> None:
+        part = block[lo:hi]
+        part[...] = exact[lo:hi]  # float32 rounding of the exact scores
+        if top_n is not None:
+            part.partition(num_cohort - top_n, axis=1)
+        mean[lo:hi], std[lo:hi] = top_score_stats(part[:, num_cohort - keep:])
+
+    for_row_ranges(size, STATS_ROWS, block_stats, threads)
+    return mean, std
+
+
+def _proven_stats(top: np.ndarray, proven: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`sorted_score_stats` of the proven rows of ``top``; the other rows are left NaN."""
+    mean = np.full(len(top), np.nan)
+    std = np.full(len(top), np.nan)
+    rows = np.flatnonzero(proven)
+    mean[rows], std[rows] = sorted_score_stats(top[rows])
+    return mean, std
+
+
 def cohort_score_stats(embeddings: np.ndarray, cohort: np.ndarray, top_n: Optional[int] = None,
                        chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = True,
-                       threads: Optional[int] = None, device: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
+                       threads: Optional[int] = None, device: Optional[str] = None,
+                       exact: bool = False) -> Tuple[np.ndarray, np.ndarray]:
     """Mean and population std of each embedding's top-N cosine scores against a cohort.
 
     ``embeddings`` ``[N, dim]`` and ``cohort`` ``[C, dim]`` are float32 and
@@ -125,52 +172,76 @@ def cohort_score_stats(embeddings: np.ndarray, cohort: np.ndarray, top_n: Option
 
     The scores are exact (see the module docstring), so the result is the
     same, bit for bit, for every ``chunk_rows``, ``threads`` (the CPU threads
-    of the selection; default: the usable cores) and ``device``: None runs
-    numpy on the CPU, ``"auto"`` uses a GPU when one is present (else numpy),
-    ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` run the product and the selection
-    with torch on that device.
+    of the selection; default: the usable cores), ``device`` and ``exact``:
+    ``device`` None runs on the CPU (the candidate search of
+    :mod:`wespk.scoring.cohort_search` when numba is installed, else the full
+    float64 product with numpy), ``"auto"`` uses a GPU when one is present
+    (else the CPU path), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` run the search,
+    the product and the selection with torch on that device. ``exact`` forces
+    the full float64 product for every row.
     """
     embeddings, cohort, top_n = _check_inputs(embeddings, cohort, top_n)
     num_cohort = cohort.shape[0]
-    keep = num_cohort if top_n is None else top_n
     torch_device = resolve_scoring_device(device)
-    grid_cohort_t = np.ascontiguousarray(grid_unit_rows(cohort, "cohort").T)
+    grid_cohort = grid_unit_rows(cohort, "cohort")
+    grid_cohort_t = np.ascontiguousarray(grid_cohort.T)
     num = embeddings.shape[0]
     mean = np.empty(num, dtype=np.float32)
     std = np.empty(num, dtype=np.float32)
     chunk_rows = max(1, min(chunk_rows, num))
     starts = range(0, num, chunk_rows)
+    use_search = top_n is not None and not exact
+    search = None
     if torch_device is None:
-        exact = np.empty((chunk_rows, num_cohort), dtype=np.float64)
+        exact_scores = np.empty((chunk_rows, num_cohort), dtype=np.float64)
         buffer = np.empty((chunk_rows, num_cohort), dtype=np.float32)
+        if use_search and kernel_available():
+            search = CohortSearch(grid_cohort, GRID_BITS, top_n)
+        elif use_search:
+            logger.info("numba is not installed: cohort statistics from the full float64 product (same result, "
+                        "slower)")
     else:
         import torch
 
         cohort_on_device = torch.from_numpy(grid_cohort_t).to(torch_device)
+        if use_search:
+            cohort_rows_on_device = torch.from_numpy(grid_cohort).to(torch_device)
+            cohort_search_on_device = cohort_on_device.float()
+            cohort_norm = float(np.sqrt((grid_cohort * grid_cohort).sum(axis=1)).max())
+    unproven = 0
     for start in tqdm(starts, desc="cohort statistics", unit="block", disable=not progress or len(starts) < 2,
                       mininterval=5):
         size = min(chunk_rows, num - start)
         rows = grid_unit_rows(embeddings[start:start + size], "embeddings")
         if torch_device is not None:
-            scores = (torch.from_numpy(rows).to(torch_device) @ cohort_on_device).float()
-            top = scores if top_n is None else scores.topk(top_n, dim=1, sorted=False).values
-            block_mean, block_std = top_score_stats(top.cpu().numpy())
-            mean[start:start + size] = block_mean
-            std[start:start + size] = block_std
-            continue
-        np.matmul(rows, grid_cohort_t, out=exact[:size])
-        block = buffer[:size]
-
-        def block_stats(lo: int, hi: int, block=block, start=start, size=size) -> None:
-            part = block[lo:hi]
-            part[...] = exact[lo:hi]  # float32 rounding of the exact scores
-            if top_n is not None:
-                part.partition(num_cohort - top_n, axis=1)
-            row_mean, row_std = top_score_stats(part[:, num_cohort - keep:])
-            mean[start + lo:start + hi] = row_mean
-            std[start + lo:start + hi] = row_std
-
-        for_row_ranges(size, STATS_ROWS, block_stats, threads)
+            rows_on_device = torch.from_numpy(rows).to(torch_device)
+            if use_search:
+                row_norm = float(np.sqrt((rows * rows).sum(axis=1)).max())
+                # the bound of a float32 product whose inputs may be rounded to 8 bits (TF32, bf16 modes)
+                c1 = search_error_bound(BF16_UNIT, 0.0, rows.shape[1], row_norm, cohort_norm)[0]
+                top, proven = torch_top_scores(rows_on_device, cohort_rows_on_device, cohort_search_on_device,
+                                               top_n, c1)
+                block_mean, block_std = _proven_stats(top, proven)
+            else:
+                scores = (rows_on_device @ cohort_on_device).float()
+                top = scores if top_n is None else scores.topk(top_n, dim=1, sorted=False).values
+                block_mean, block_std = top_score_stats(top.cpu().numpy())
+                proven = None
+        elif search is not None:
+            top, proven = search.top_scores(rows, threads)
+            block_mean, block_std = _proven_stats(top, proven)
+        else:
+            block_mean, block_std = _exact_rows_stats(rows, grid_cohort_t, top_n, threads, exact_scores, buffer)
+            proven = None
+        if proven is not None and not proven.all():
+            redo = np.flatnonzero(~proven)
+            unproven += len(redo)
+            block_mean[redo], block_std[redo] = _exact_rows_stats(rows[redo], grid_cohort_t, top_n, threads)
+        mean[start:start + size] = block_mean
+        std[start:start + size] = block_std
+    if use_search:
+        logger.info("cohort statistics of %d utterances: %d from the candidate search, %d recomputed exactly",
+                    num, num - unproven, unproven)
     if np.any(std == 0):
         row = int(np.flatnonzero(std == 0)[0])
         raise ValueError(f"embedding row {row} has zero spread of cohort scores: cannot normalise "
