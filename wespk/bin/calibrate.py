@@ -44,8 +44,9 @@ os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 import numpy as np
 
 from wespk.io.files import DataFileError
-from wespk.scoring.calibration import (DEFAULT_MAX_DUR, FEATURE_SETS, apply_qmf, gather_factors, load_qmf_model, read_factors,
-                                       save_qmf_model, train_qmf_on_factors, write_calibrated_scores, write_factors)
+from wespk.scoring.calibration import (DEFAULT_MAX_DUR, FEATURE_SETS, apply_qmf, calibrate_score_file, gather_factors,
+                                       load_qmf_model, read_factors, save_qmf_model, train_qmf_on_factors,
+                                       write_calibrated_scores, write_factors)
 from wespk.scoring.calibration_trials import read_durations
 from wespk.scoring.cosine import EmbeddingSet
 from wespk.scoring.metrics import cllr
@@ -168,6 +169,16 @@ def _apply(state, factors, output_path, float32_weights):
     logger.info("%s -> %s", factors.path, output_path)
 
 
+def _calibrate_streamed(state, input_path, output_path, durations, embeddings, args, factors_path=None):
+    """Gather, apply and write one score-norm file a block at a time (memory bounded at any length)."""
+    result = calibrate_score_file(state, input_path, output_path, durations, args.max_dur, args.features, embeddings,
+                                  args.float32_weights, factors_path)
+    if result.is_target is not None and 0 < result.is_target.sum() < len(result.is_target):
+        print(f"{output_path}: Cllr {cllr(result.scores, result.is_target):.4f} (raw score) -> "
+              f"{cllr(result.llrs, result.is_target):.4f} (calibrated)")
+    logger.info("%s: %d trials -> %s", input_path, len(result.llrs), output_path)
+
+
 def _factor_tables(args, factor_paths, score_paths):
     """Factor tables from factor files, or gathered from score-norm files."""
     if factor_paths:
@@ -193,9 +204,14 @@ def main(argv=None) -> int:
         elif args.command == "train":
             factors, = _factor_tables(args, [args.factors] if args.factors else [], [args.scores])
             _train(factors, args.model, args)
+        elif args.command == "apply" and args.scores:
+            state = load_qmf_model(args.model)
+            durations, embeddings = _durations(args), _embeddings(args)
+            for input_path, output_path in zip(args.scores, args.output):
+                _calibrate_streamed(state, input_path, output_path, durations, embeddings, args)
         elif args.command == "apply":
             state = load_qmf_model(args.model)
-            for factors, output_path in zip(_factor_tables(args, args.factors, args.scores), args.output):
+            for factors, output_path in zip(_factor_tables(args, args.factors, []), args.output):
                 _apply(state, factors, output_path, args.float32_weights)
         else:
             durations, embeddings = _durations(args), _embeddings(args)
@@ -205,11 +221,9 @@ def main(argv=None) -> int:
                               cali_factors)
             state = _train(cali_factors, args.model, args).state_dict
             for input_path, output_path in zip(args.input, args.output):
-                factors = _gather(input_path, durations, args, embeddings)
-                if args.factors_dir:
-                    write_factors(os.path.join(args.factors_dir, os.path.basename(input_path) + ".calibration"),
-                                  factors)
-                _apply(state, factors, output_path, args.float32_weights)
+                factors_path = (os.path.join(args.factors_dir, os.path.basename(input_path) + ".calibration")
+                                if args.factors_dir else None)
+                _calibrate_streamed(state, input_path, output_path, durations, embeddings, args, factors_path)
         logger.info("done in %.2f s", time.perf_counter() - start)
     except (DataFileError, ValueError) as e:
         print(f"wespk.bin.calibrate: error: {e}", file=sys.stderr)

@@ -30,7 +30,7 @@ import sys
 from wespk.io.files import DataFileError
 from wespk.scoring.metrics import DEFAULT_P_TARGETS, calibration_metrics, eer_min_dcf
 from wespk.scoring.report import (ScoreFileMetrics, metric_lines, write_markdown_summary, write_metrics_json)
-from wespk.scoring.score_files import read_score_file
+from wespk.scoring.score_files import read_scores_and_targets
 from wespk.utils.logs import setup_logging
 
 logger = logging.getLogger("wespk.bin.compute_metrics")
@@ -100,12 +100,11 @@ def main(argv=None) -> int:
     results, score_sets = [], []
     try:
         for path in args.scores:
-            table = read_score_file(path, require_labels=True)
-            is_target = table.is_target
+            scores, is_target = read_scores_and_targets(path)
             try:
-                detection = eer_min_dcf(table.scores, is_target, args.p_target, args.c_miss, args.c_fa)
+                detection = eer_min_dcf(scores, is_target, args.p_target, args.c_miss, args.c_fa)
                 calibrated = args.calibrated or (args.auto_calibrated and looks_calibrated(path))
-                calibration = (calibration_metrics(table.scores, is_target, args.p_target, args.c_miss, args.c_fa)
+                calibration = (calibration_metrics(scores, is_target, args.p_target, args.c_miss, args.c_fa)
                                if calibrated else None)
             except ValueError as e:
                 raise ValueError(f"{path}: {e}") from None
@@ -116,7 +115,7 @@ def main(argv=None) -> int:
             if args.det_png or args.hist_png:
                 from wespk.scoring.plots import ScoreSet
 
-                score_sets.append(ScoreSet(os.path.basename(path), table.scores, is_target, detection.eer))
+                score_sets.append(ScoreSet(os.path.basename(path), scores, is_target, detection.eer))
         images = []
         if args.det_png:
             from wespk.scoring.plots import plot_det_curves

@@ -32,19 +32,21 @@ the in-memory tables here hold those rounded values too, so training from a
 file or from memory gives the same model.
 """
 
+import contextlib
 import logging
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from wespk.io.files import DataFileError, atomic_output
-from wespk.io.trials import UNKNOWN_LABEL, check_label_column, read_text_table
-from wespk.scoring.score_files import ScoreTable, format_fixed, parse_float_column, round_like_format, write_score_file
+from wespk.io.trials import DEFAULT_CHUNK_BYTES, UNKNOWN_LABEL, check_label_column, read_text_table
+from wespk.scoring.score_files import (ScoreTable, format_fixed, iter_score_file, parse_float_column, round_like_format,
+                                       score_lines, write_score_file)
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,10 @@ LAP_FACTOR_NAMES = ("score", "log_dur_enroll", "log_dur_test", "l1_enroll", "l2_
                     "std_enroll", "std_test")
 #: Feature sets of :func:`gather_factors`.
 FEATURE_SETS = ("wespeaker", "lap")
+#: Trials per block of :func:`iter_factor_blocks` / :func:`calibrate_score_file`. The last digits of
+#: the float64 product that applies the model depend on how the rows are split (and aligned), so the
+#: split is fixed: a file of up to this many trials is one block, a longer one is cut every this many.
+APPLY_ROWS = 1 << 20
 
 
 def factor_names(feature_set: str = "wespeaker", with_duration: bool = True) -> Tuple[str, ...]:
@@ -217,11 +223,108 @@ def gather_factors(score_norm: ScoreTable, durations: Optional[Mapping[str, floa
                               line_numbers=score_norm.line_numbers, feature_names=names)
 
 
+def factor_lines(factors: CalibrationFactors) -> List[str]:
+    """The lines of :func:`write_factors`."""
+    return [" ".join(fields) + "\n" for fields in zip(factors.enroll, factors.test, factors.labels,
+                                                       *factors.feature_text)]
+
+
 def write_factors(path: PathLike, factors: CalibrationFactors) -> None:
     """Write a factor table atomically in WeSpeaker's ``.calibration`` layout."""
     with atomic_output(path) as f:
-        f.writelines(" ".join(fields) + "\n"
-                     for fields in zip(factors.enroll, factors.test, factors.labels, *factors.feature_text))
+        f.writelines(factor_lines(factors))
+
+
+def concat_factors(parts: Sequence[CalibrationFactors]) -> CalibrationFactors:
+    """Consecutive factor tables of one file as one table."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    line_numbers = None if first.line_numbers is None else np.concatenate([p.line_numbers for p in parts])
+    return CalibrationFactors(path=first.path, enroll=[k for p in parts for k in p.enroll],
+                              test=[k for p in parts for k in p.test], labels=[k for p in parts for k in p.labels],
+                              features=np.concatenate([p.features for p in parts]),
+                              feature_text=[[t for p in parts for t in p.feature_text[c]]
+                                            for c in range(len(first.feature_text))],
+                              line_numbers=line_numbers, feature_names=first.feature_names)
+
+
+def _split_factors(factors: CalibrationFactors, rows: int) -> Tuple[CalibrationFactors, CalibrationFactors]:
+    def part(lo, hi):
+        return CalibrationFactors(path=factors.path, enroll=factors.enroll[lo:hi], test=factors.test[lo:hi],
+                                  labels=factors.labels[lo:hi], features=np.ascontiguousarray(factors.features[lo:hi]),
+                                  feature_text=[column[lo:hi] for column in factors.feature_text],
+                                  line_numbers=None if factors.line_numbers is None else factors.line_numbers[lo:hi],
+                                  feature_names=factors.feature_names)
+
+    return part(0, rows), part(rows, len(factors))
+
+
+def iter_factor_blocks(path: PathLike, durations: Optional[Mapping[str, float]], max_dur: float = DEFAULT_MAX_DUR,
+                       feature_set: str = "wespeaker", embeddings=None, rows: int = APPLY_ROWS,
+                       chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[CalibrationFactors]:
+    """:func:`gather_factors` of a score-norm file in consecutive blocks of ``rows`` trials (the last shorter).
+
+    The file is read a piece of ``chunk_bytes`` at a time, so memory is bounded by the block size; the
+    factors of a row do not depend on the pieces, so the blocks hold the same values as the whole table.
+    """
+    pending: List[CalibrationFactors] = []
+    count = 0
+    for table in iter_score_file(path, chunk_bytes=chunk_bytes):
+        if table.quality is None:
+            raise DataFileError(table.path, table.line_of(0),
+                                "not a score-norm file: expected 'enroll test score [label] enroll_mag test_mag "
+                                "enroll_cohort_mean test_cohort_mean' (7 or 8 fields)")
+        pending.append(gather_factors(table, durations, max_dur, feature_set, embeddings))
+        count += len(pending[-1])
+        while count >= rows:
+            block, rest = _split_factors(concat_factors(pending), rows)
+            yield block
+            pending, count = ([rest], len(rest)) if len(rest) else ([], 0)
+    if count:
+        yield concat_factors(pending)
+
+
+@dataclass
+class CalibratedFile:
+    """What :func:`calibrate_score_file` computed: per trial the raw score, the llr and (if known) the label."""
+
+    path: str
+    scores: np.ndarray
+    llrs: np.ndarray
+    is_target: Optional[np.ndarray]
+
+
+def calibrate_score_file(state_dict: Mapping[str, torch.Tensor], input_path: PathLike, output_path: PathLike,
+                         durations: Optional[Mapping[str, float]], max_dur: float = DEFAULT_MAX_DUR,
+                         feature_set: str = "wespeaker", embeddings=None, float32_weights: bool = False,
+                         factors_path: Optional[PathLike] = None, rows: int = APPLY_ROWS,
+                         chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> CalibratedFile:
+    """Gather the factors of a score-norm file, apply the model and write the calibrated scores, streamed.
+
+    The output (and the factor file, when ``factors_path`` is given) is the same as
+    :func:`write_calibrated_scores` of :func:`apply_qmf` on the whole table for files of up to ``rows``
+    trials; longer files are applied in blocks of ``rows`` (:data:`APPLY_ROWS`), so memory does not grow
+    with the number of trials. Both outputs are written atomically.
+    """
+    scores, llrs, targets = [], [], []
+    labelled = None
+    with atomic_output(output_path) as out, \
+            (atomic_output(factors_path) if factors_path is not None else contextlib.nullcontext()) as factor_file:
+        for block in iter_factor_blocks(input_path, durations, max_dur, feature_set, embeddings, rows, chunk_bytes):
+            block_llrs = apply_qmf(state_dict, block.features, float32_weights)
+            if labelled is None:
+                labelled = not all(label == UNKNOWN_LABEL for label in block.labels)
+            out.writelines(score_lines(block.enroll, block.test, block_llrs, block.labels if labelled else None,
+                                       decimals=None))
+            if factor_file is not None:
+                factor_file.writelines(factor_lines(block))
+            scores.append(block.features[:, 0].copy())
+            llrs.append(block_llrs)
+            if labelled:
+                targets.append(np.array([label == "target" for label in block.labels], dtype=bool))
+    return CalibratedFile(path=str(input_path), scores=np.concatenate(scores), llrs=np.concatenate(llrs),
+                          is_target=np.concatenate(targets) if labelled else None)
 
 
 def read_factors(path: PathLike, feature_set: str = "wespeaker") -> CalibrationFactors:

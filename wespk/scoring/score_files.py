@@ -108,6 +108,19 @@ def iter_score_file(path: PathLike, require_labels: bool = False,
         yield _score_table(table, require_labels)
 
 
+def read_scores_and_targets(path: PathLike, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Tuple[np.ndarray, np.ndarray]:
+    """The scores (float64) and target flags of a labelled score file, read a piece at a time.
+
+    Only the two arrays are kept (9 bytes per trial), not the keys, so memory
+    stays small for lists of millions of trials.
+    """
+    scores, targets = [], []
+    for table in iter_score_file(path, require_labels=True, chunk_bytes=chunk_bytes):
+        scores.append(table.scores)
+        targets.append(table.is_target)
+    return np.concatenate(scores), np.concatenate(targets)
+
+
 def _score_table(table: TextTable, require_labels: bool) -> ScoreTable:
     width = table.num_columns
     has_label = width in (4, 8)
