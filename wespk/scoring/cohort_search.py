@@ -41,6 +41,7 @@ import functools
 import logging
 import math
 import os
+import threading
 from typing import Optional, Tuple
 
 import numpy as np
@@ -152,6 +153,24 @@ def _kernel():
             taus[i] = tau
 
     return candidates
+
+
+def preload_in_background() -> threading.Thread:
+    """Start importing what the search needs (numba and its cached kernel, torch for bf16) in a thread.
+
+    The imports take about a second; a caller that reads its input files meanwhile joins the thread
+    before computing. Errors are left for the main thread to meet (it imports the same modules).
+    """
+    def work() -> None:
+        try:
+            if _kernel() is not None and cpu_has_native_bf16():
+                import torch  # noqa: F401
+        except Exception:  # noqa: BLE001 - raised again, with its traceback, where the main thread imports
+            pass
+
+    thread = threading.Thread(target=work, name="cohort-search-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def kernel_available() -> bool:

@@ -47,8 +47,8 @@ from tqdm import tqdm
 
 from wespk.io.files import atomic_output
 from wespk.io.trials import DEFAULT_CHUNK_BYTES
-from wespk.scoring.cohort_search import (BF16_UNIT, CohortSearch, kernel_available, search_error_bound,
-                                         torch_top_scores)
+from wespk.scoring.cohort_search import (BF16_UNIT, CohortSearch, kernel_available, preload_in_background,
+                                         search_error_bound, torch_top_scores)
 from wespk.scoring.device import resolve_scoring_device
 from wespk.scoring.score_files import index_trial_keys, iter_score_file, score_norm_lines
 from wespk.utils.parallel import for_row_ranges
@@ -356,6 +356,7 @@ def normalize_score_files(input_paths: Sequence[PathLike], output_paths: Sequenc
     written in the input file.
     """
     keep = sum(os.path.getsize(path) for path in input_paths) <= KEEP_IN_MEMORY_BYTES
+    preload = preload_in_background() if top_n is not None and device in (None, "auto") else None
 
     def pieces(path):
         for table in iter_score_file(path, chunk_bytes=chunk_bytes):
@@ -369,6 +370,8 @@ def normalize_score_files(input_paths: Sequence[PathLike], output_paths: Sequenc
             mask[test_rows] = True
             if keep:
                 kept.setdefault(str(path), []).append((table, enroll_rows, test_rows))
+    if preload is not None:
+        preload.join()
     mean, std, magnitude = used_row_statistics(embeddings, np.flatnonzero(mask), cohort, top_n, chunk_rows,
                                                progress, device)
     for path, output_path in zip(input_paths, output_paths):
