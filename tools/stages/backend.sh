@@ -95,8 +95,9 @@ print(*best_epoch_window(read_validation_records(sys.argv[1]), int(sys.argv[2]))
 fi
 
 if run_stage 5; then
-  log "stage 5: embeddings of ${extract_sets:-$train_set $eval_set $cali_set} ($nj jobs, $device); $train_set speaker means"
-  read -r -a sets <<< "${extract_sets:-$train_set $eval_set $cali_set}"
+  # each set once, in the order given (the calibration set is often the training set)
+  read -r -a sets <<< "$(echo ${extract_sets:-$train_set $eval_set $cali_set} | tr ' ' '\n' | awk '!seen[$0]++' | tr '\n' ' ')"
+  log "stage 5: embeddings of ${sets[*]} ($nj jobs, $device); $train_set speaker means"
   # the model: models/avg_model.pt, or avg_model.pt of a converted model dir
   model_file=$exp_dir/models/avg_model.pt
   [ -f "$model_file" ] || [ ! -f "$exp_dir/avg_model.pt" ] || model_file=$exp_dir/avg_model.pt
