@@ -6,8 +6,10 @@ import pytest
 from tests.conftest import REPO
 from tests.recipes.helpers import copy_recipe, run
 from wespk.bin.train import check_sections
-from wespk.io.config import load_config
+from wespk.io.config import TRAIN_CONFIG_KEYS, load_config
 from wespk.losses import get_projection
+from wespk.losses.ge2e import GE2ELoss
+from wespk.train.validation import VALIDATION_CONFIG_KEYS
 from wespk.models import get_speaker_model
 
 CONFIGS = sorted((REPO / "examples").glob("*/*/conf/*.yaml"))
@@ -29,15 +31,17 @@ def test_all_expected_configs_exist():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: "/".join(p.parts[-4:]))
 def test_config_loads_and_builds(path):
-    config = load_config(str(path))
+    config = load_config(str(path), allowed_top=TRAIN_CONFIG_KEYS | VALIDATION_CONFIG_KEYS)  # as wespk.bin.train
     check_sections(config)
     frontend_dir = (config["model_args"].get("frontend_args") or {}).get("model_dir")
     if frontend_dir and not (path.parent.parent / frontend_dir).is_dir():
         # an SSL recipe's pretrained frontend (made by its stage 2): built in tests/frontends
         pytest.skip(f"{path.name}: its frontend {frontend_dir} is made by the recipe's stage 2")
     model = get_speaker_model(config["model"])(**config["model_args"])
-    head = dict(config["projection_args"], embed_dim=config["model_args"]["embed_dim"], num_class=7)
-    get_projection(head)
+    if config.get("loss") == "GE2E":   # the GE2E loss is the head
+        GE2ELoss(**(config.get("loss_args") or {}))
+    else:
+        get_projection(dict(config["projection_args"], embed_dim=config["model_args"]["embed_dim"], num_class=7))
     params = sum(p.numel() for p in model.parameters()) / 1e6
     if path.parts[-4] != "custom" and config["model"] in PARAMS_M:
         assert params == pytest.approx(PARAMS_M[config["model"]], abs=0.015)
