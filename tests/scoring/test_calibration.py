@@ -107,7 +107,7 @@ def test_feature_layout_and_values():
     table = ScoreTable(path="normed", enroll=["a"], test=["b"], scores=np.array([1.5]), score_text=["1.50000"],
                        labels=["target"], line_numbers=np.array([1]), quality=np.array([[12.0, 10.0, 0.2, 0.1]]))
     factors = gather_factors(table, {"a": 30.0, "b": 4.0}, max_dur=20)
-    assert [column[0] for column in factors.feature_text] == [
+    assert [column[0] for column in factors.text_columns()] == [
         "1.50000", "4.0000", "20.0000", "16.0000", "5.0000",
         "10.0000", "12.0000", "2.0000", "1.2000", "0.1000", "0.2000", "0.1000", "2.0000"]
     without = gather_factors(table, None)
@@ -217,7 +217,7 @@ def test_lap_features_are_log_durations_norms_and_std_of_raw_embeddings(golden_s
                     np.linalg.norm(enroll, 1), np.linalg.norm(enroll), np.linalg.norm(test, 1), np.linalg.norm(test),
                     np.std(enroll), np.std(test)]
         assert np.abs(factors.features[row, 1:] - expected).max() <= 5e-5 + 1e-9  # written with 4 decimals
-    assert all(len(text[0].split(".")[1]) == 4 for text in factors.feature_text[1:])
+    assert all(len(text[0].split(".")[1]) == 4 for text in factors.text_columns()[1:])
     # without durations: score and the six embedding measures
     assert gather_factors(table, None, feature_set="lap", embeddings=embeddings).num_features == 7
     with pytest.raises(ValueError, match="raw embeddings"):

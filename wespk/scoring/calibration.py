@@ -45,7 +45,7 @@ from torch import nn
 
 from wespk.io.files import DataFileError, atomic_output
 from wespk.io.trials import DEFAULT_CHUNK_BYTES, UNKNOWN_LABEL, check_label_column, read_text_table
-from wespk.scoring.score_files import (ScoreTable, format_fixed, iter_score_file, parse_float_column, round_like_format,
+from wespk.scoring.score_files import (ScoreTable, format_fixed, iter_score_file, parse_float_column, round_to_decimals,
                                        score_lines, write_score_file)
 
 logger = logging.getLogger(__name__)
@@ -84,9 +84,13 @@ class CalibrationFactors:
     """A factor table: one row of features per trial, the score in column 0.
 
     ``features`` holds the values as written in the factor file (score as in
-    the score-norm file, the rest rounded to 4 decimals); ``feature_text``
-    holds those strings. ``labels`` are ``target``, ``nontarget`` or
-    ``unknown`` (trials without a key).
+    the score-norm file, the rest rounded to 4 decimals); :meth:`text_columns`
+    gives those strings. A table read from a factor file keeps its strings in
+    ``feature_text``; a gathered one keeps the score strings (``score_text``)
+    and the unrounded feature values (``unrounded``) and formats them only
+    when asked (formatting millions of numbers is most of the cost of
+    gathering). ``labels`` are ``target``, ``nontarget`` or ``unknown``
+    (trials without a key).
     """
 
     path: str
@@ -94,21 +98,28 @@ class CalibrationFactors:
     test: List[str]
     labels: List[str]
     features: np.ndarray
-    feature_text: List[List[str]]
+    feature_text: Optional[List[List[str]]]
     line_numbers: Optional[np.ndarray] = None
     feature_names: Sequence[str] = field(default_factory=lambda: FACTOR_NAMES)
+    score_text: Optional[List[str]] = None
+    unrounded: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.enroll)
+
+    def text_columns(self) -> List[List[str]]:
+        """The feature columns as written in a factor file (score first)."""
+        if self.feature_text is not None:
+            return self.feature_text
+        return [list(self.score_text)] + [format_fixed(self.unrounded[:, c], 4) for c in range(self.unrounded.shape[1])]
 
     @property
     def num_features(self) -> int:
         return int(self.features.shape[1])
 
 
-def _pair_features(first: np.ndarray, second: np.ndarray, what: str,
-                   table: ScoreTable) -> Tuple[List[List[str]], List[np.ndarray]]:
-    """``min, max, max-min, max/min`` of two columns: the 4-decimal strings and their values."""
+def _pair_features(first: np.ndarray, second: np.ndarray, what: str, table: ScoreTable) -> List[np.ndarray]:
+    """``min, max, max-min, max/min`` of two columns (unrounded)."""
     low = np.minimum(first, second)
     high = np.maximum(first, second)
     zero = np.flatnonzero(low == 0)
@@ -121,7 +132,7 @@ def _pair_features(first: np.ndarray, second: np.ndarray, what: str,
         logger.warning("%s: %d trials have a negative minimum %s; their max/min ratio is not meaningful "
                        "(S-norm cohort means can be negative; QMF is designed for AS-norm)",
                        table.path, negative, what)
-    return _rounded_columns((low, high, high - low, high / low))
+    return [low, high, high - low, high / low]
 
 
 def _trial_durations(score_norm: ScoreTable, durations: Mapping[str, float]) -> Tuple[np.ndarray, np.ndarray]:
@@ -139,24 +150,13 @@ def _trial_durations(score_norm: ScoreTable, durations: Mapping[str, float]) -> 
     return enroll_dur, test_dur
 
 
-def _rounded_columns(columns: Sequence[np.ndarray]) -> Tuple[List[List[str]], List[np.ndarray]]:
-    """4-decimal strings of each column and the values they stand for."""
-    texts, values = [], []
-    for column in columns:
-        text = format_fixed(column, 4)
-        texts.append(text)
-        values.append(round_like_format(column, text, 4))
-    return texts, values
-
-
 def embedding_quality(matrix: np.ndarray) -> np.ndarray:
     """``[N, 3]`` float64: L1 norm, L2 norm and (population) standard deviation of each raw embedding."""
     matrix = np.asarray(matrix, dtype=np.float64)
     return np.stack([np.abs(matrix).sum(axis=1), np.sqrt((matrix * matrix).sum(axis=1)), matrix.std(axis=1)], axis=1)
 
 
-def _lap_factors(score_norm: ScoreTable, durations: Optional[Mapping[str, float]],
-                 embeddings) -> Tuple[List[List[str]], List[np.ndarray]]:
+def _lap_factors(score_norm: ScoreTable, durations: Optional[Mapping[str, float]], embeddings) -> List[np.ndarray]:
     if embeddings is None:
         raise ValueError("the lap features need the raw embeddings of the trials (--embeddings)")
     from wespk.scoring.score_files import index_trial_keys
@@ -175,7 +175,7 @@ def _lap_factors(score_norm: ScoreTable, durations: Optional[Mapping[str, float]
         columns += [np.log(enroll_dur), np.log(test_dur)]
     columns += [quality[enroll_rows, 0], quality[enroll_rows, 1], quality[test_rows, 0], quality[test_rows, 1],
                 quality[enroll_rows, 2], quality[test_rows, 2]]
-    return _rounded_columns(columns)
+    return columns
 
 
 def gather_factors(score_norm: ScoreTable, durations: Optional[Mapping[str, float]],
@@ -197,36 +197,33 @@ def gather_factors(score_norm: ScoreTable, durations: Optional[Mapping[str, floa
     names = factor_names(feature_set, durations is not None)
     if score_norm.quality is None:
         raise ValueError(f"{score_norm.path}: not a score-norm file (no magnitude / cohort-mean columns)")
-    columns: List[List[str]] = [list(score_norm.score_text)]
-    values: List[np.ndarray] = [score_norm.scores]
     labels = list(score_norm.labels) if score_norm.labels is not None else [UNKNOWN_LABEL] * len(score_norm)
     if feature_set == "lap":
-        texts, numbers = _lap_factors(score_norm, durations, embeddings)
-        return CalibrationFactors(path=score_norm.path, enroll=list(score_norm.enroll), test=list(score_norm.test),
-                                  labels=labels, features=np.stack(values + numbers, axis=1),
-                                  feature_text=columns + texts, line_numbers=score_norm.line_numbers,
-                                  feature_names=names)
-    pairs = []
-    if durations is not None:
-        enroll_dur, test_dur = _trial_durations(score_norm, durations)
-        pairs.append((np.minimum(enroll_dur, max_dur), np.minimum(test_dur, max_dur), "duration"))
-    quality = score_norm.quality
-    pairs.append((quality[:, 0], quality[:, 1], "magnitude"))
-    pairs.append((quality[:, 2], quality[:, 3], "cohort mean"))
-    for first, second, what in pairs:
-        texts, numbers = _pair_features(first, second, what, score_norm)
-        columns += texts
-        values += numbers
-    features = np.stack(values, axis=1)
+        columns = _lap_factors(score_norm, durations, embeddings)
+    else:
+        pairs = []
+        if durations is not None:
+            enroll_dur, test_dur = _trial_durations(score_norm, durations)
+            pairs.append((np.minimum(enroll_dur, max_dur), np.minimum(test_dur, max_dur), "duration"))
+        quality = score_norm.quality
+        pairs.append((quality[:, 0], quality[:, 1], "magnitude"))
+        pairs.append((quality[:, 2], quality[:, 3], "cohort mean"))
+        columns = [column for first, second, what in pairs for column in _pair_features(first, second, what, score_norm)]
+    unrounded = np.stack(columns, axis=1)
+    features = np.empty((len(score_norm), len(columns) + 1), dtype=np.float64)
+    features[:, 0] = score_norm.scores
+    for c, column in enumerate(columns):
+        features[:, c + 1] = round_to_decimals(column, 4)  # the value of the 4-decimal text, without formatting it
     return CalibrationFactors(path=score_norm.path, enroll=list(score_norm.enroll), test=list(score_norm.test),
-                              labels=labels, features=features, feature_text=columns,
-                              line_numbers=score_norm.line_numbers, feature_names=names)
+                              labels=labels, features=features, feature_text=None,
+                              line_numbers=score_norm.line_numbers, feature_names=names,
+                              score_text=list(score_norm.score_text), unrounded=unrounded)
 
 
 def factor_lines(factors: CalibrationFactors) -> List[str]:
     """The lines of :func:`write_factors`."""
     return [" ".join(fields) + "\n" for fields in zip(factors.enroll, factors.test, factors.labels,
-                                                       *factors.feature_text)]
+                                                       *factors.text_columns())]
 
 
 def write_factors(path: PathLike, factors: CalibrationFactors) -> None:
@@ -241,21 +238,28 @@ def concat_factors(parts: Sequence[CalibrationFactors]) -> CalibrationFactors:
         return parts[0]
     first = parts[0]
     line_numbers = None if first.line_numbers is None else np.concatenate([p.line_numbers for p in parts])
+    text = None
+    if all(p.feature_text is not None for p in parts):
+        text = [[t for p in parts for t in p.feature_text[c]] for c in range(len(first.feature_text))]
     return CalibrationFactors(path=first.path, enroll=[k for p in parts for k in p.enroll],
                               test=[k for p in parts for k in p.test], labels=[k for p in parts for k in p.labels],
-                              features=np.concatenate([p.features for p in parts]),
-                              feature_text=[[t for p in parts for t in p.feature_text[c]]
-                                            for c in range(len(first.feature_text))],
-                              line_numbers=line_numbers, feature_names=first.feature_names)
+                              features=np.concatenate([p.features for p in parts]), feature_text=text,
+                              line_numbers=line_numbers, feature_names=first.feature_names,
+                              score_text=None if text is not None else [t for p in parts for t in p.score_text],
+                              unrounded=None if text is not None else np.concatenate([p.unrounded for p in parts]))
 
 
 def _split_factors(factors: CalibrationFactors, rows: int) -> Tuple[CalibrationFactors, CalibrationFactors]:
     def part(lo, hi):
+        def cut(value):
+            return None if value is None else value[lo:hi]
+
         return CalibrationFactors(path=factors.path, enroll=factors.enroll[lo:hi], test=factors.test[lo:hi],
                                   labels=factors.labels[lo:hi], features=np.ascontiguousarray(factors.features[lo:hi]),
-                                  feature_text=[column[lo:hi] for column in factors.feature_text],
-                                  line_numbers=None if factors.line_numbers is None else factors.line_numbers[lo:hi],
-                                  feature_names=factors.feature_names)
+                                  feature_text=None if factors.feature_text is None else
+                                  [column[lo:hi] for column in factors.feature_text],
+                                  line_numbers=cut(factors.line_numbers), feature_names=factors.feature_names,
+                                  score_text=cut(factors.score_text), unrounded=cut(factors.unrounded))
 
     return part(0, rows), part(rows, len(factors))
 

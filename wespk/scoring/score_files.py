@@ -155,6 +155,17 @@ def format_fixed(values: np.ndarray, decimals: int) -> List[str]:
     return [fmt % v for v in np.asarray(values, dtype=np.float64).tolist()]
 
 
+def _rounded(values: np.ndarray, decimals: int) -> Tuple[np.ndarray, np.ndarray]:
+    """``rint(x * 10**d) / 10**d`` and the indices where that may differ from parsing ``'%.{d}f' % x``."""
+    values = np.asarray(values, dtype=np.float64)
+    scale = 10.0 ** decimals
+    scaled = values * scale
+    result = np.rint(scaled) / scale
+    distance_to_half = np.abs(scaled - np.floor(scaled) - 0.5)
+    risky = (distance_to_half <= 4 * np.spacing(np.abs(scaled))) | (np.abs(scaled) >= 2.0 ** 52)
+    return result, np.flatnonzero(risky)
+
+
 def round_like_format(values: np.ndarray, text: Sequence[str], decimals: int) -> np.ndarray:
     """``float(text[i])`` for every ``i``, where ``text == format_fixed(values, decimals)``, mostly without parsing.
 
@@ -163,14 +174,18 @@ def round_like_format(values: np.ndarray, text: Sequence[str], decimals: int) ->
     rounding error of a half-way point; those few values are parsed from
     ``text``.
     """
-    values = np.asarray(values, dtype=np.float64)
-    scale = 10.0 ** decimals
-    scaled = values * scale
-    result = np.rint(scaled) / scale
-    distance_to_half = np.abs(scaled - np.floor(scaled) - 0.5)
-    risky = (distance_to_half <= 4 * np.spacing(np.abs(scaled))) | (np.abs(scaled) >= 2.0 ** 52)
-    for index in np.flatnonzero(risky):
+    result, risky = _rounded(values, decimals)
+    for index in risky:
         result[index] = float(text[index])
+    return result
+
+
+def round_to_decimals(values: np.ndarray, decimals: int) -> np.ndarray:
+    """:func:`round_like_format` without the text: only the few values near a half-way point are formatted."""
+    result, risky = _rounded(values, decimals)
+    fmt = f"%.{decimals}f"
+    for index in risky:
+        result[index] = float(fmt % float(values[index]))
     return result
 
 
