@@ -35,6 +35,7 @@ file or from memory gives the same model.
 import contextlib
 import logging
 import math
+import operator
 import os
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
@@ -137,9 +138,14 @@ def _pair_features(first: np.ndarray, second: np.ndarray, what: str, table: Scor
 
 def _trial_durations(score_norm: ScoreTable, durations: Mapping[str, float]) -> Tuple[np.ndarray, np.ndarray]:
     """Enroll and test durations of every trial; a key without a duration is an error naming the line."""
+    def lookup(keys):  # operator.itemgetter runs the lookups in C
+        if len(keys) < 2:
+            return np.array([durations[k] for k in keys], dtype=np.float64)
+        return np.array(operator.itemgetter(*keys)(durations), dtype=np.float64)
+
     try:
-        enroll_dur = np.fromiter((durations[k] for k in score_norm.enroll), np.float64, len(score_norm))
-        test_dur = np.fromiter((durations[k] for k in score_norm.test), np.float64, len(score_norm))
+        enroll_dur = lookup(score_norm.enroll)
+        test_dur = lookup(score_norm.test)
     except KeyError:
         for row, (enroll, test) in enumerate(zip(score_norm.enroll, score_norm.test)):
             for key in (enroll, test):
