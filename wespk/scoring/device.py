@@ -1,7 +1,9 @@
 """Which device the scoring back end runs on: numpy on the CPU, or torch on a GPU.
 
-The scoring stages import neither torch nor a GPU runtime unless asked: on a
-machine with no GPU driver, ``auto`` means numpy without importing torch.
+The scoring stages import no GPU runtime unless asked: on a machine with no
+GPU driver, ``auto`` means the CPU path without asking torch for CUDA (the
+AS-norm search product of :mod:`wespk.scoring.cohort_search` uses torch for
+its bf16 matrix product when the CPU has native bf16, numpy otherwise).
 The results do not depend on the device (see :mod:`wespk.scoring.score_norm`).
 """
 
