@@ -479,13 +479,21 @@ def markdown(results: List[ScaleResult], environment: Dict[str, object], command
                   "| entry point | large (s) | xlarge (s) | linear extrapolation (s) | xlarge / extrapolation "
                   "| peak RSS xlarge (MB) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
         large_runs = {run.step: run for run in large.processes}
+        stats = large.phases.get("asnorm: cohort stats")
         for run in xlarge.processes:
             base = large_runs[run.step]
-            # the cohort product grows with the utterances, everything else with the trials
-            factor = utterances if run.step.startswith("score_norm") and "calibration" not in run.step else trials
             if "calibration" in run.step:
-                factor = 1.0  # the calibration list has the same 30,000 trials at every scale
-            expected = base.wall_seconds * factor
+                expected = base.wall_seconds  # the calibration list has the same 30,000 trials at every scale
+            elif run.step == "score" and "cosine: read embeddings" in large.phases:
+                # reading and preparing the embeddings grows with the utterances, the rest with the trials
+                per_utterance = large.phases["cosine: read embeddings"] + large.phases["cosine: mean subtraction"]
+                expected = per_utterance * utterances + max(0.0, base.wall_seconds - per_utterance) * trials
+            elif run.step == "score_norm" and stats is not None:
+                # the cohort statistics grow with the utterances (their in-process time at large), the
+                # rest of the process (reading, normalising and writing the trials, start-up) with the trials
+                expected = stats * utterances + max(0.0, base.wall_seconds - stats) * trials
+            else:
+                expected = base.wall_seconds * trials
             lines.append(f"| {run.step} | {base.wall_seconds:.2f} | {run.wall_seconds:.2f} | {expected:.2f} "
                          f"| {run.wall_seconds / expected:.2f} | {run.peak_rss_bytes / 2 ** 20:.0f} |")
     return "\n".join(lines) + "\n"

@@ -40,7 +40,6 @@ as tensor operations.
 import functools
 import logging
 import math
-import os
 import threading
 from typing import Optional, Tuple
 
@@ -99,7 +98,7 @@ def _kernel():
     except ImportError:
         return None
     njit = numba.njit
-    cache = os.access(os.path.dirname(__file__), os.W_OK)
+    cache = True  # next to this file, or in numba's user-wide cache when the install is read-only
     bins = HISTOGRAM_BINS
 
     @njit(nogil=True, cache=cache, fastmath={"reassoc", "contract"})
