@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Install wespk into a virtual environment and link it as .venv at the repo root.
 #
-# Usage: bash tools/install.sh [--dev] [--ssl] [--enhance] [--diar]
+# Usage: bash tools/install.sh [--dev] [--ssl] [--enhance] [--diar] [--scoring]
 #   --dev      also install the test dependencies (requirements-dev.txt) and every extra below
 #   --ssl      self-supervised frontends: transformers (requirements-ssl.txt)
 #   --enhance  diffusion embedding enhancement (SEED): diffusers (requirements-enhance.txt)
 #   --diar     diarization scoring and neural VAD: pyannote.metrics, silero-vad (requirements-diar.txt)
+#   --scoring  the compiled AS-norm candidate kernel: numba (requirements-scoring.txt); without
+#              it AS-norm gives the same scores from the full float64 product, more slowly
 #
 # The environment is cached outside the clone, in $WESPK_CACHE (default
-# ~/.cache/wespk), under a name derived from the requirement files and this
-# script, so later runs and other clones reuse it. Running this script again is
-# cheap: it only re-links .venv and re-installs wespk itself (editable).
+# ~/.cache/wespk), under a name derived from requirements.txt and this
+# script, so later runs and other clones reuse it; the test requirements and
+# the extras are installed on top of it, again whenever their file changes.
+# Running this script again is cheap: it only re-links .venv and re-installs
+# wespk itself (editable).
 #
 # kaldifeat has no wheel on PyPI. Its build fetches pybind11 from the internet;
 # here pybind11's sdist is taken from PyPI and handed to cmake instead, so the
@@ -22,9 +26,9 @@ dev=false
 extras=()
 for arg in "$@"; do
   case "$arg" in
-    --dev) dev=true; extras+=(ssl enhance diar) ;;
-    --ssl|--enhance|--diar) extras+=("${arg#--}") ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --dev) dev=true; extras+=(ssl enhance diar scoring) ;;
+    --ssl|--enhance|--diar|--scoring) extras+=("${arg#--}") ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "$0: unknown option '$arg'" >&2; exit 2 ;;
   esac
 done
@@ -39,7 +43,7 @@ kaldifeat_version=1.24
 
 # Bump env_version when the steps below change what gets installed.
 env_version=1
-key=$( (cat requirements.txt requirements-dev.txt; echo "$env_version $kaldifeat_version") | sha256sum | cut -c1-16)
+key=$( (cat requirements.txt; echo "$env_version $kaldifeat_version") | sha256sum | cut -c1-16)
 venv="$cache/venv-$key"
 mkdir -p "$cache"
 
@@ -86,19 +90,17 @@ if [ ! -f "$venv/.kaldifeat-done" ]; then
   fi
 fi
 
-if $dev && [ ! -f "$venv/.dev-done" ]; then
-  log "installing test requirements"
-  "$venv/bin/python" -m pip install -q -r requirements-dev.txt
-  touch "$venv/.dev-done"
-fi
-
-# Optional extras, one requirement file each. They are not part of the environment's key:
-# each is installed on top of it, again whenever its file changes.
+# The test requirements and the optional extras, one requirement file each. They are not part
+# of the environment's key: each is installed on top of it, again whenever its file changes.
+extra_files=()
+$dev && extra_files+=(requirements-dev.txt)
 for extra in $(printf '%s\n' "${extras[@]+"${extras[@]}"}" | sort -u); do
-  req="requirements-$extra.txt"
-  mark="$venv/.extra-$extra-$(sha256sum "$req" | cut -c1-16)"
+  extra_files+=("requirements-$extra.txt")
+done
+for req in "${extra_files[@]+"${extra_files[@]}"}"; do
+  mark="$venv/.extra-$(basename "$req" .txt)-$(sha256sum "$req" | cut -c1-16)"
   if [ ! -f "$mark" ]; then
-    log "installing the '$extra' extra ($req)"
+    log "installing $req"
     "$venv/bin/python" -m pip install -q -c requirements.txt -r "$req"
     touch "$mark"
   fi
