@@ -184,13 +184,13 @@ def read_recordings(data: str) -> List[Tuple[str, object]]:
     """
     import os
 
-    from wespk.io.audio import ref_from_wav_scp_value
-    from wespk.io.files import DataFileError, read_kaldi_map
+    from wespk.data.data_dir import read_kaldi_utterances
+    from wespk.io.files import DataFileError
     path = os.path.join(data, "wav.scp") if os.path.isdir(data) else data
     if not os.path.isfile(path):
         raise DataFileError(path, None, "not found (give a data dir with wav.scp, or a wav.scp)")
     base = os.path.dirname(os.path.abspath(path))
-    items = [(key, ref_from_wav_scp_value(value, base_dir=base)) for key, value in read_kaldi_map(path).items()]
+    items = [(rec.key, rec.audio) for rec in read_kaldi_utterances(path, base_dir=base)]
     if not items:
         raise DataFileError(path, None, "no recordings")
     return items

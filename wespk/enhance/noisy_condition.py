@@ -19,8 +19,9 @@ import soundfile
 
 from wespk.augment.noise import NoiseSet, add_noise
 from wespk.augment.reverb import RirSet, reverberate_with
-from wespk.io.audio import load_audio, ref_from_wav_scp_value
-from wespk.io.files import atomic_output, read_kaldi_map, utt2spk_to_spk2utt, write_kaldi_map
+from wespk.data.data_dir import read_data_dir
+from wespk.io.audio import load_audio
+from wespk.io.files import atomic_output, utt2spk_to_spk2utt, write_kaldi_map
 from wespk.io.trials import read_trials
 
 logger = logging.getLogger(__name__)
@@ -46,23 +47,24 @@ def degrade(samples: np.ndarray, sample_rate: int, noise_set: NoiseSet, rir_set:
 def build_noisy_copy(data_dir: str, out_dir: str, noise_dir: str, rir_dir: Optional[str], snr_db: float,
                      seed: int, suffix: str) -> int:
     """Write ``out_dir/{audio/*.wav, wav.scp, utt2spk, spk2utt}``: every utterance of ``data_dir``
-    degraded (:func:`degrade`), keyed ``<key><suffix>``. Returns the count."""
-    wav_scp = read_kaldi_map(os.path.join(data_dir, "wav.scp"))
-    utt2spk = read_kaldi_map(os.path.join(data_dir, "utt2spk"))
+    (read by :func:`wespk.data.data_dir.read_data_dir`, segments included) degraded
+    (:func:`degrade`), keyed ``<key><suffix>``. Returns the count."""
+    utterances = read_data_dir(data_dir, need_spk=True)
     noise_set = NoiseSet(noise_dir)
     rir_set = RirSet(rir_dir) if rir_dir else None
     audio_dir = os.path.join(out_dir, "audio")
     os.makedirs(audio_dir, exist_ok=True)
     new_scp: Dict[str, str] = {}
     new_utt2spk: Dict[str, str] = {}
-    for key, value in wav_scp.items():
-        samples, rate = load_audio(ref_from_wav_scp_value(value, base_dir=data_dir))
+    for utt in utterances:
+        key = utt.key
+        samples, rate = load_audio(utt.audio)
         mixed = degrade(samples, rate, noise_set, rir_set, snr_db, key_generator(seed, key))
         path = os.path.abspath(os.path.join(audio_dir, f"{key}{suffix}.wav"))
         with atomic_output(path, "wb") as f:
             soundfile.write(f, mixed, rate, format="WAV", subtype="PCM_16")
         new_scp[key + suffix] = path
-        new_utt2spk[key + suffix] = utt2spk[key]
+        new_utt2spk[key + suffix] = utt.speaker
     write_kaldi_map(os.path.join(out_dir, "wav.scp"), new_scp)
     write_kaldi_map(os.path.join(out_dir, "utt2spk"), new_utt2spk)
     write_kaldi_map(os.path.join(out_dir, "spk2utt"),
