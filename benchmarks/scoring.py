@@ -71,6 +71,8 @@ CALIBRATION_ROUNDS = 5000  # 30,000 calibration trials
 TARGETS = {"score": 4.0, "score_norm": 15.0, "compute_metrics": 1.5}
 MEMORY_TARGET = 4 * 1024 ** 3
 BASELINE_TRIALS = 20000
+#: CPU seconds of the plain fp32 cohort matmul baselines, in the order they ran.
+MATMUL_CPU_SECONDS: List[float] = []
 BASELINE_UTTERANCES = 2048
 
 
@@ -83,6 +85,7 @@ class ProcessRun:
     wall_seconds: float
     peak_rss_bytes: int
     all_wall_seconds: List[float] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # user + system CPU time (median run), less sensitive to other jobs than wall time
 
 
 @dataclass
@@ -117,6 +120,7 @@ pid = os.posix_spawn(sys.executable, [sys.executable, "-m"] + sys.argv[1:], os.e
 _, status, usage = os.wait4(pid, 0)
 sys.stdout.flush()
 print(f"@@peak_rss_kb {usage.ru_maxrss}", flush=True)
+print(f"@@cpu_seconds {usage.ru_utime + usage.ru_stime}", flush=True)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -126,7 +130,7 @@ def run_entry_point(step: str, module: str, args: List[str], repeats: int = 1) -
     command = [sys.executable, "-c", PEAK_RSS_LAUNCHER, module, *[str(a) for a in args]]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    walls, peaks = [], []
+    walls, peaks, cpus = [], [], []
     for _ in range(repeats):
         start = time.perf_counter()
         completed = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -136,10 +140,12 @@ def run_entry_point(step: str, module: str, args: List[str], repeats: int = 1) -
             raise RuntimeError(f"python -m {module} {' '.join(map(str, args))} failed ({completed.returncode}):"
                                f"\n{output}")
         peaks.append([int(line.split()[1]) for line in output.splitlines() if line.startswith("@@peak_rss_kb ")][-1])
+        cpus.append([float(line.split()[1]) for line in output.splitlines() if line.startswith("@@cpu_seconds ")][-1])
     run = ProcessRun(step, ["python", "-m", module, *[str(a) for a in args]], float(np.median(walls)),
-                     max(peaks) * 1024, walls)
-    logger.info("  %-34s %8.3f s (median of %d, %s)  peak %6.0f MB", f"[process] {step}", run.wall_seconds,
-                repeats, " ".join(f"{w:.2f}" for w in walls), run.peak_rss_bytes / 2 ** 20)
+                     max(peaks) * 1024, walls, cpus[int(np.argsort(walls)[len(walls) // 2])])
+    logger.info("  %-34s %8.3f s (median of %d, %s)  cpu %7.2f s  peak %6.0f MB", f"[process] {step}",
+                run.wall_seconds, repeats, " ".join(f"{w:.2f}" for w in walls), run.cpu_seconds,
+                run.peak_rss_bytes / 2 ** 20)
     return run
 
 
@@ -237,10 +243,11 @@ def baseline_fp32_cohort_matmul(embeddings: np.ndarray, cohort: np.ndarray, bloc
     e = embeddings / np.sqrt(np.sum(embeddings ** 2, axis=1, keepdims=True))
     c = np.ascontiguousarray((cohort / np.sqrt(np.sum(cohort ** 2, axis=1, keepdims=True))).T)
     buffer = np.empty((block_rows, c.shape[1]), dtype=np.float32)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for row in range(0, len(e), block_rows):
         block = e[row:row + block_rows]
         np.matmul(block, c, out=buffer[:len(block)])
+    MATMUL_CPU_SECONDS.append(time.process_time() - cpu_start)
     return time.perf_counter() - start
 
 
@@ -358,9 +365,12 @@ def benchmark_scale(name: str, work: Path, seed: int, repeats: int = 1) -> Scale
         result.baselines["fp32 cohort matmul (plain, all utterances)"] = baseline_fp32_cohort_matmul(
             matrix - mean_vec, cohort_matrix - mean_vec)
         logger.info("  %-34s %8.3f s", "fp32 cohort matmul", result.baselines["fp32 cohort matmul (plain, all utterances)"])
-        step = {run.step: run.wall_seconds for run in runs}
+        result.baselines["fp32 cohort matmul, CPU seconds"] = MATMUL_CPU_SECONDS[-1]
+        step = {run.step: run for run in runs}
         result.ratios["score_norm process vs plain fp32 cohort matmul"] = (
-            step["score_norm"] / result.baselines["fp32 cohort matmul (plain, all utterances)"])
+            step["score_norm"].wall_seconds / result.baselines["fp32 cohort matmul (plain, all utterances)"])
+        result.ratios["score_norm process vs plain fp32 cohort matmul, CPU time"] = (
+            step["score_norm"].cpu_seconds / MATMUL_CPU_SECONDS[-1])
         return result
 
     # 2. the same library functions in-process, phase by phase
@@ -413,6 +423,7 @@ def benchmark_scale(name: str, work: Path, seed: int, repeats: int = 1) -> Scale
     base["cohort stats full sort"] = (baseline_cohort_stats_full_sort(prepared[sample], cohort_prepared, TOP_N)
                                       * len(used) / len(sample))
     base["fp32 cohort matmul (plain, all utterances)"] = baseline_fp32_cohort_matmul(prepared[used], cohort_prepared)
+    base["fp32 cohort matmul, CPU seconds"] = MATMUL_CPU_SECONDS[-1]
     base["score-norm per-trial loop"] = baseline_norm_loop(out["cos.score"], embeddings.row_of, prepared, full_mean,
                                                            full_std, limit) * n / limit
     base["gather per-line loop"] = baseline_gather_loop(out["asnorm.score"], durations, limit) * n / limit
@@ -424,9 +435,12 @@ def benchmark_scale(name: str, work: Path, seed: int, repeats: int = 1) -> Scale
     ours_norm = phases["asnorm: cohort stats"] + phases["asnorm: normalise trials"] + \
         phases["asnorm: write"]
     step = {run.step: run.wall_seconds for run in runs}
+    cpu = {run.step: run.cpu_seconds for run in runs}
     result.ratios = {
         "score_norm process vs plain fp32 cohort matmul":
             step["score_norm"] / base["fp32 cohort matmul (plain, all utterances)"],
+        "score_norm process vs plain fp32 cohort matmul, CPU time":
+            cpu["score_norm"] / base["fp32 cohort matmul, CPU seconds"],
         "cohort stats vs plain fp32 cohort matmul":
             phases["asnorm: cohort stats"] / base["fp32 cohort matmul (plain, all utterances)"],
         "cohort stats (full float64 product) vs plain fp32 cohort matmul":
@@ -448,9 +462,9 @@ def markdown(results: List[ScaleResult], environment: Dict[str, object], command
     for result in results:
         lines += ["", f"## {result.scale}: {result.utterances:,} utterances, {result.trials:,} trials, "
                       f"cohort {COHORT_SPEAKERS:,} speaker means, dim {DIM}, AS-norm top {TOP_N}", "",
-                  "| entry point (subprocess, includes start-up) | wall (s), median | runs (s) | peak RSS (MB) "
+                  "| entry point (subprocess, includes start-up) | wall (s), median | runs (s) | CPU (s) | peak RSS (MB) "
                   "| target |",
-                  "| --- | ---: | ---: | ---: | --- |"]
+                  "| --- | ---: | ---: | ---: | ---: | --- |"]
         for run in result.processes:
             target = ""
             if result.scale == "large" and run.step in TARGETS:
@@ -458,7 +472,8 @@ def markdown(results: List[ScaleResult], environment: Dict[str, object], command
                 target = f"<= {TARGETS[run.step]:g} s, < 4 GB: {'met' if ok else 'NOT met'}"
             runs = " ".join(f"{w:.2f}" for w in run.all_wall_seconds)
             peak_mb = run.peak_rss_bytes / 2 ** 20
-            lines.append(f"| {run.step} | {run.wall_seconds:.2f} | {runs} | {peak_mb:.0f} | {target} |")
+            lines.append(f"| {run.step} | {run.wall_seconds:.2f} | {runs} | {run.cpu_seconds:.2f} | {peak_mb:.0f} "
+                         f"| {target} |")
         lines += ["", "| phase (in-process, library functions) | seconds |", "| --- | ---: |"]
         lines += [f"| {name} | {seconds:.3f} |" for name, seconds in result.phases.items()]
         lines += ["", "| baseline (same run; loops on 20,000 trials / sorts on 2,048 utterances, extrapolated) "
@@ -469,7 +484,9 @@ def markdown(results: List[ScaleResult], environment: Dict[str, object], command
         if result.scale == "large":
             eval_steps = ("score", "score_norm", "calibrate run (QMF)", "compute_metrics")
             total = sum(run.wall_seconds for run in result.processes if run.step in eval_steps)
-            lines += ["", f"Evaluation list end to end ({' + '.join(eval_steps)}): {total:.2f} s"]
+            total_cpu = sum(run.cpu_seconds for run in result.processes if run.step in eval_steps)
+            lines += ["", f"Evaluation list end to end ({' + '.join(eval_steps)}): {total:.2f} s wall, "
+                          f"{total_cpu:.2f} s CPU (target: 6.0 s wall on 2 idle cores)"]
     by_scale = {result.scale: result for result in results}
     if "large" in by_scale and "xlarge" in by_scale:
         large, xlarge = by_scale["large"], by_scale["xlarge"]

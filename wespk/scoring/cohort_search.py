@@ -41,7 +41,7 @@ import functools
 import logging
 import math
 import threading
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
@@ -218,19 +218,33 @@ class CohortSearch:
             self.c1, self.c2 = search_error_bound(FP32_UNIT, 0.0, grid_cohort.shape[1], 1.0, cohort_norm)
         self._candidates = _kernel()
         self._found = None
+        self._search_out = None
         logger.debug("cohort search in %s, margin %.3g + %.3g |s|", "bf16" if self.bf16 else "float32",
                      self.c1, self.c2)
 
     def search_scores(self, grid_rows: np.ndarray) -> np.ndarray:
         """Approximate scores of ``grid_rows`` against the cohort (bf16 bit patterns as int16, or float32)."""
+        num = grid_rows.shape[0]
+        if self._search_out is None or len(self._search_out) < num:
+            # kept across blocks, like the candidate buffer (page faults of a fresh output cost 30 % of the product)
+            self._search_out = (self._torch.empty((num, self.width), dtype=self._torch.bfloat16) if self.bf16
+                                else np.empty((num, self.width), dtype=np.float32))
+        out = self._search_out[:num]
         if self.bf16:
             torch = self._torch
             rows = torch.from_numpy(grid_rows.astype(np.float32)).to(torch.bfloat16)
-            return (rows @ self.cohort_search).view(torch.int16).numpy()
-        return grid_rows.astype(np.float32) @ self.cohort_search
+            torch.mm(rows, self.cohort_search, out=out)
+            return out.view(torch.int16).numpy()
+        return np.matmul(grid_rows.astype(np.float32), self.cohort_search, out=out)
 
-    def top_scores(self, grid_rows: np.ndarray, threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
-        """``(top, proven)``: see :func:`checked_top`; rows not proven must be computed exactly."""
+    def block_stats(self, grid_rows: np.ndarray, stats: Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]],
+                    threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(mean, std, proven)`` of ``grid_rows``: ``stats`` of each proven row's sorted top scores
+        (:func:`checked_top`); rows not proven hold NaN and must be computed exactly.
+
+        The search product runs on torch's or BLAS's threads, the rest (kernel, sort, check, statistics) on
+        ``threads`` Python threads, a range of rows each (numba and numpy release the GIL).
+        """
         search = self.search_scores(grid_rows)
         num = grid_rows.shape[0]
         c1 = self.c1 * float(np.sqrt((grid_rows * grid_rows).sum(axis=1)).max())  # c1 scales with max |a|
@@ -241,13 +255,20 @@ class CohortSearch:
         found = self._found[:num]
         counts = np.empty(num, dtype=np.int64)
         taus = np.empty(num, dtype=np.float64)
+        mean = np.full(num, np.nan)
+        std = np.full(num, np.nan)
+        proven = np.empty(num, dtype=bool)
 
         def run(lo: int, hi: int) -> None:
             self._candidates(search[lo:hi], self.bf16, rows_int[lo:hi], self.cohort_int, self.top_n, c1,
                              self.c2, SEARCH_SLACK, self.scale, found[lo:hi], counts[lo:hi], taus[lo:hi])
+            top, ok = checked_top(found[lo:hi], counts[lo:hi], taus[lo:hi], self.top_n, c1, self.c2)
+            proven[lo:hi] = ok
+            rows = np.flatnonzero(ok)
+            mean[lo + rows], std[lo + rows] = stats(top[rows])
 
         for_row_ranges(num, KERNEL_ROWS, run, threads)
-        return checked_top(found, counts, taus, self.top_n, c1, self.c2)
+        return mean, std, proven
 
 
 def torch_top_scores(grid_rows, grid_cohort, cohort_search, top_n: int, c1: float,

@@ -228,8 +228,7 @@ def cohort_score_stats(embeddings: np.ndarray, cohort: np.ndarray, top_n: Option
                 block_mean, block_std = top_score_stats(top.cpu().numpy())
                 proven = None
         elif search is not None:
-            top, proven = search.top_scores(rows, threads)
-            block_mean, block_std = _proven_stats(top, proven)
+            block_mean, block_std, proven = search.block_stats(rows, sorted_score_stats, threads)
         else:
             block_mean, block_std = _exact_rows_stats(rows, grid_cohort_t, top_n, threads, exact_scores, buffer)
             proven = None
