@@ -7,10 +7,13 @@ import os
 import subprocess
 import sys
 
+import kaldiio
 import pytest
 import soundfile
 import torch
+import yaml
 
+import wespk
 from tests.conftest import CORPUS, REPO
 from tests.recipes.helpers import copy_recipe, read_lines, run, validate
 
@@ -76,7 +79,7 @@ def test_validation_eer_and_export(trained):
     assert "dev.score" in report and "dev.asnorm4.score" in report
     assert proc.stdout.count("EER = ") == 3   # cosine without and with the mean subtracted, AS-norm
     # the shipped config, with the test's overrides on top
-    config = __import__("yaml").safe_load((exp / "config.yaml").read_text())
+    config = yaml.safe_load((exp / "config.yaml").read_text())
     assert config["model_args"]["m_channels"] == 8 and config["num_epochs"] == 1
     assert config["dataset_args"]["noise_data"] == "data/aug/noise"
     # the dev EER of the epoch (validation.jsonl), the one stage 4 averaged
@@ -109,17 +112,67 @@ def test_model_dir_scored_before_and_after_finetuning(trained):
 @pytest.mark.skipif(importlib.util.find_spec("resemblyzer") is None,
                     reason="the resemblyzer package (its GE2E weights) is not installed")
 def test_pretrained_ge2e_with_the_adapted_back_end(trained):
+    """--pretrained ge2e by default: the converted encoder with this data's back end, no
+    fine-tuning (none of the fine-tuning configs lowered the bundled corpus's dev EER)."""
     recipe, _ = trained
-    proc = run(["bash", "run.sh", "--stage", "3", "--pretrained", "ge2e", "--finetune", "false",
-                "--nj", "1", "--top_n", "4"], cwd=recipe, timeout=900)
+    proc = run(["bash", "run.sh", "--stage", "3", "--pretrained", "ge2e", "--nj", "1", "--top_n", "4"],
+               cwd=recipe, timeout=900)
     exp = recipe / "exp" / "pretrained_ge2e"
     report = (exp / "results.md").read_text()
     assert "exp/pretrained_ge2e/scores/dev.score" in report and "dev.asnorm4.score" in report
     assert "no fine-tuning (--finetune false)" in proc.stdout
     assert not (exp / "models").exists()
-    refused = run(["bash", "run.sh", "--stage", "3", "--pretrained", "ge2e"], cwd=recipe, check=False)
+    refused = run(["bash", "run.sh", "--stage", "3", "--pretrained", "ge2e", "--finetune", "true",
+                   "--config", "conf/resnet34_small.yaml"], cwd=recipe, check=False)
     assert refused.returncode != 0
-    assert "the training pipeline cannot compute the GE2E encoder's features" in refused.stdout
+    assert "--pretrained ge2e fine-tunes the GE2E encoder, but conf/resnet34_small.yaml trains ResNet34" \
+        in refused.stdout
+
+
+# the GE2E fine-tuning config made small: two epochs of 2 speakers x 2 utterances a batch
+GE2E_FAST = "--num_epochs 2 --early_stop_patience 0 --dataloader_args.num_spks 2 " \
+            "--dataloader_args.num_utts_per_spk 2 --dataloader_args.num_workers 0"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("resemblyzer") is None,
+                    reason="the resemblyzer package (its GE2E weights) is not installed")
+def test_ge2e_fine_tuned_best_epoch_kept_and_scored(trained, monkeypatch):
+    """--pretrained ge2e --finetune true with the GE2E-loss config: the converted encoder
+    trained on resemblyzer_mel features, validated every epoch, the best epoch kept, the
+    kept model extracted and scored (stages 4-6; the side-by-side report of stage 9 is
+    the one of test_model_dir_scored_before_and_after_finetuning)."""
+    recipe, _ = trained
+    proc = run(["bash", "run.sh", "--stage", "3", "--stop_stage", "6", "--pretrained", "ge2e", "--finetune", "true",
+                "--config", "conf/ge2e_finetune_ge2e.yaml", "--exp_dir", "exp/ge2e_ft",
+                "--train_args", GE2E_FAST, "--nj", "1"], cwd=recipe, timeout=900)
+    exp = recipe / "exp" / "ge2e_ft"
+    config = yaml.safe_load((exp / "config.yaml").read_text())
+    assert config["model"] == "GE2E_LSTM" and config["loss"] == "GE2E"
+    assert config["dataset_args"]["feature_type"] == "resemblyzer_mel"
+    assert "initialised the encoder from exp/ge2e_ft/init_encoder.pt" in (exp / "train.log").read_text()
+    # validated every epoch; stage 4 kept the best one (the earliest of equal dev EERs)
+    records = [json.loads(line) for line in read_lines(exp / "validation.jsonl")]
+    assert [r["epoch"] for r in records] == [1, 2]
+    best = min(records, key=lambda r: (r["eer"], r["epoch"]))["epoch"]
+    assert f"averaging epochs {best}-{best} of exp/ge2e_ft" in proc.stdout
+    kept = torch.load(exp / "models" / "avg_model.pt", map_location="cpu")
+    trained_weights = {e: torch.load(exp / "models" / f"model_{e}.pt", map_location="cpu")["model"] for e in (1, 2)}
+    pretrained = torch.load(recipe / "exp" / "pretrained_ge2e" / "avg_model.pt", map_location="cpu")
+    for name in pretrained:
+        torch.testing.assert_close(kept[name], trained_weights[best][name], rtol=0, atol=0, msg=name)
+    assert not torch.equal(trained_weights[1]["lstm.weight_hh_l2"], pretrained["lstm.weight_hh_l2"])
+    assert not torch.equal(trained_weights[2]["lstm.weight_hh_l2"], trained_weights[1]["lstm.weight_hh_l2"])
+    # the fine-tuned model dir loads and embeds as the recipe's extraction did
+    wav_scp = dict(line.split(maxsplit=1) for line in read_lines(recipe / "data" / "dev" / "wav.scp"))
+    key, path = next(iter(wav_scp.items()))
+    monkeypatch.chdir(recipe)   # the scp names the ark relative to the recipe
+    extracted = kaldiio.load_scp("exp/ge2e_ft/embeddings/dev/xvector.scp")[key]
+    embedder = wespk.load_model(str(exp))
+    # (the same features and weights; float32 sums in another order)
+    torch.testing.assert_close(torch.as_tensor(embedder.embed(path)).reshape(-1), torch.tensor(extracted),
+                               rtol=0, atol=1e-5)
+    trials = [line.split()[:2] for line in read_lines(recipe / "data" / "dev" / "trials")]
+    assert [s.split()[:2] for s in read_lines(exp / "scores" / "dev.score")] == trials
 
 
 def test_finetune_freezes_layers(trained):

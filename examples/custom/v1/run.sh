@@ -2,12 +2,14 @@
 # Train a speaker-embedding model on your own data: import it (a folder tree, a CSV
 # or a JSON-lines manifest), hold some speakers out as a dev set, train, and measure
 # the equal error rate on dev trials. --model_init fine-tunes a pretrained model;
-# --pretrained ge2e measures the GE2E encoder of the resemblyzer package on your dev trials.
+# --pretrained ge2e starts from the GE2E encoder of the resemblyzer package, measured on
+# your dev trials before and after fine-tuning.
 #
 # Usage: bash run.sh --source DIR_OR_MANIFEST [--layout folder|csv|jsonl] [--config conf/resnet34_small.yaml]
 #        bash run.sh --source ... --config conf/resnet34_finetune.yaml --model_init pretrained/avg_model.pt
 #        bash run.sh --source ... --config conf/resnet34_finetune.yaml --model_init MODEL_DIR
-#        bash run.sh --source ... --pretrained ge2e --finetune false
+#        bash run.sh --source ... --pretrained ge2e        # the GE2E encoder with your back end
+#        bash run.sh --source ... --pretrained ge2e --finetune true [--config conf/ge2e_finetune_aam.yaml]
 #
 # Stages
 #   1 prepare     data/all from --source (wespk.bin.prepare_data); a speaker-disjoint, seeded split
@@ -15,7 +17,7 @@
 #   2 lists       data/train/raw.list (or shards); data/aug/{noise,rirs} simulated from the
 #                 training speech (wespk.bin.make_noise_set) unless --noise_data/--reverb_data
 #   3 train       with a pretrained model (--pretrained ge2e, or --model_init MODEL_DIR): first its
-#                 dev scores (stages 5-9 into exp/pretrained_<name>, the back end fitted on
+#                 dev scores, once (stages 5-9 into exp/pretrained_<name>, the back end fitted on
 #                 data/train); then exp/<name>/models/model_<epoch>.pt (torchrun; resumes by
 #                 itself), the dev EER after every epoch in exp/<name>/validation.jsonl
 #   4 average     exp/<name>/models/avg_model.pt (the epochs with the lowest dev EER)
@@ -43,7 +45,7 @@ dev_ratio=0.1
 seed=777                   # of the split and of the trials
 nontarget_ratio=10         # dev trials: non-target trials per target trial
 # stages 2-3: lists and training
-config=conf/resnet34_small.yaml
+config=""                  # default: conf/resnet34_small.yaml; with --pretrained ge2e conf/ge2e_finetune_ge2e.yaml
 exp_dir=""                 # default: the config's exp_dir
 data_type=raw              # raw or shard
 noise_data=""              # data dirs of noise / RIRs (e.g. from local/prepare_musan.sh and
@@ -53,7 +55,9 @@ model_init=""              # fine-tune: start from these model weights (a model 
                            #   or a model dir: then it is scored on the dev trials first)
 pretrained=""              # ge2e: the resemblyzer package's GE2E encoder, converted into
                            #   exp/pretrained_ge2e (python -m wespk.bin.checkpoint_tool convert-resemblyzer)
-finetune=true              # false: no training; the pretrained model with this data's back end
+finetune=""                # false: no training, the pretrained model with this data's back end; default
+                           #   true, but false with --pretrained ge2e (on the bundled corpus no fine-tuning
+                           #   config lowered its dev EER: see README.md)
 init_head=false            # true: also take the classification head from model_init (same speakers);
                            #   false: the encoder only, a new head for your speakers
 train_args=""              # more config overrides for wespk.bin.train, e.g. "--num_epochs 5"
@@ -63,13 +67,22 @@ num_avg=""                 # default: the config's num_avg
 # stages 5-9
 nj=2                       # extraction jobs
 top_n=100                  # AS-norm cohort size (the training speakers)
-help_message=$(sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//')
 # ---- end of configuration section ----
 
 . ./path.sh
 . tools/parse_options.sh
 . tools/recipe.sh
 
+if [ -z "$config" ]; then
+  config=conf/resnet34_small.yaml
+  [ "$pretrained" != ge2e ] || config=conf/ge2e_finetune_ge2e.yaml
+fi
+if [ -z "$finetune" ]; then
+  finetune=true
+  [ "$pretrained" != ge2e ] || finetune=false
+fi
+case $finetune in true|false) ;; *) die "--finetune must be true or false, got '$finetune'" ;; esac
 exp_dir=$(exp_dir_of "$config")
 set_device "$gpus"
 pretrained_dir=""          # the pretrained model dir scored before fine-tuning
@@ -80,10 +93,12 @@ case $pretrained in
 esac
 [ "$finetune" = true ] || [ -n "$pretrained_dir" ] || die "--finetune false needs --pretrained or --model_init DIR"
 [ "$finetune" = true ] || exp_dir=$pretrained_dir
-# the training pipeline computes fbank features; the GE2E encoder reads resemblyzer's mel
-# spectrogram (wespk.features.resemblyzer_mel), which only the inference front end computes
-[ "$pretrained" != ge2e ] || [ "$finetune" = false ] \
-  || die "--pretrained ge2e: the training pipeline cannot compute the GE2E encoder's features; use --finetune false"
+if [ "$pretrained" = ge2e ] && [ "$finetune" = true ] && [ -f "$config" ]; then
+  # the converted weights fit the GE2E LSTM only; its configs compute its features (resemblyzer_mel)
+  model=$(config_value "$config" model)
+  [ "$model" = GE2E_LSTM ] || die "--pretrained ge2e fine-tunes the GE2E encoder, but $config trains $model;" \
+    "use conf/ge2e_finetune_ge2e.yaml or conf/ge2e_finetune_aam.yaml (or --finetune false)"
+fi
 backend=(--exp_dir "$exp_dir" --train_set train --eval_set dev --trials data/dev/trials --names dev
          --top_n "$top_n" --nj "$nj" --device "$device" --num_avg "$num_avg" --compare_dir "$pretrained_dir"
          --plain_cosine true)
@@ -136,8 +151,17 @@ if run_stage 3 && [ -n "$pretrained_dir" ]; then
     require "$model_file"
     ln -sf "$(cd "$(dirname "$model_file")" && pwd)/avg_model.pt" "$pretrained_dir/avg_model.pt"
   fi
-  log "stage 3: the pretrained model $pretrained_dir on the dev trials (back end from data/train)"
-  tools/stages/backend.sh --stage 5 --stop_stage 9 "${backend[@]}" --exp_dir "$pretrained_dir" --compare_dir ""
+  scored=true   # its scores are there, newer than the weights, trials and training list
+  for f in "$pretrained_dir/avg_model.pt" data/dev/trials data/train/wav.scp; do
+    [ "$pretrained_dir/results.md" -nt "$f" ] || scored=false
+  done
+  [ -f "$pretrained_dir/scores/dev.asnorm$top_n.score" ] || scored=false
+  if [ "$scored" = true ]; then
+    log "stage 3: the pretrained model $pretrained_dir is scored already (remove its results.md to score it again)"
+  else
+    log "stage 3: the pretrained model $pretrained_dir on the dev trials (back end from data/train)"
+    tools/stages/backend.sh --stage 5 --stop_stage 9 "${backend[@]}" --exp_dir "$pretrained_dir" --compare_dir ""
+  fi
   [ -n "$model_init" ] || model_init=$pretrained_dir/avg_model.pt
   [ -f "$model_init" ] || model_init=$pretrained_dir/avg_model.pt
 fi
