@@ -44,14 +44,19 @@ def round_robin_seconds(runs: Mapping[str, Callable[[], object]],
     The runs are timed in turns (one call of each per round, ``repeats``
     rounds, after ``warmup[name]`` untimed calls, default 0), so load from
     other processes affects them alike and their ratios stay meaningful.
+    Every other round runs them in the reverse order, so that no run always
+    follows the same neighbour (a call right after one that freed gigabytes
+    pays for faulting memory back in; with a fixed order that cost lands on
+    the same contender every round).
     """
     warmup = warmup or {}
     for name, run in runs.items():
         for _ in range(warmup.get(name, 0)):
             run()
     times: Dict[str, List[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
+    order = list(runs.items())
+    for round_index in range(repeats):
+        for name, run in (order if round_index % 2 == 0 else order[::-1]):
             begin = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - begin)

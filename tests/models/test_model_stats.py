@@ -23,10 +23,10 @@ def test_model_stats_rejects_unknown_models(capsys):
     assert 'ResNet34' in capsys.readouterr().err
 
 
-def test_round_robin_timing_calls_each_run_in_turns():
+def test_round_robin_timing_calls_each_run_in_turns_reversing_every_other_round():
     calls = []
-    runs = {name: (lambda name=name: calls.append(name)) for name in 'ab'}
+    runs = {name: (lambda name=name: calls.append(name)) for name in 'abc'}
     seconds = benchmark_models.round_robin_seconds(runs, {'a': 2}, repeats=3)
-    assert calls == ['a', 'a'] + ['a', 'b'] * 3
-    assert set(seconds) == {'a', 'b'}
+    assert calls == ['a', 'a'] + ['a', 'b', 'c'] + ['c', 'b', 'a'] + ['a', 'b', 'c']
+    assert set(seconds) == {'a', 'b', 'c'}
     assert all(value >= 0 for value in seconds.values())
