@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from wespk.api import BACKEND_CHOICES, SpeakerEmbedder, SpeakerManager, cosine_similarity, load_model
+from wespk.utils.trust_option import add_trust_checkpoint_option
 
 logger = logging.getLogger(__name__)
 
@@ -252,9 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="torch, onnx, jit, or auto (the first the model dir has, in that order)")
     model.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (torch and jit backends)")
     model.add_argument("--batch-size", type=int, default=16, help="utterances per forward pass (default 16)")
-    model.add_argument("--trust-checkpoint", "--trust_checkpoint", dest="trust_checkpoint", action="store_true",
-                       help="DANGEROUS: read a PyTorch model file with torch.load(weights_only=False), which runs "
-                            "any code hidden in it; only for files from a source you trust")
+    add_trust_checkpoint_option(model, "a PyTorch model file", "--trust-checkpoint", "--trust_checkpoint")
     model.add_argument("--enhancer", metavar="DIR", default=None,
                        help="SEED enhancer dir trained for this model: enhance every embedding (docs/enhance.md)")
     model.add_argument("--enhance-seed", "--enhance_seed", dest="enhance_seed", type=int, default=0,

@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from tests.conftest import CORPUS, REPO
+from wespk.io.checkpoint import load_checkpoint
 
 NUM_SPEAKERS = 8
 
@@ -163,8 +164,8 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tiny_data, tmp_path):
 
     out = run_train(config_path)
     assert "resumed from" in out.stderr and "model_2_2.pt" in out.stderr
-    ref = torch.load(ref_exp / "models" / "model_2.pt", weights_only=False)["model"]
-    resumed = torch.load(exp / "models" / "model_2.pt", weights_only=False)["model"]
+    ref = load_checkpoint(ref_exp / "models" / "model_2.pt")["model"]
+    resumed = load_checkpoint(exp / "models" / "model_2.pt")["model"]
     assert _max_abs_diff(ref, resumed) <= 1e-6
     # mid-epoch checkpoints of finished epochs are pruned
     assert sorted(p.name for p in (exp / "models").glob("model_*.pt")) == ["model_1.pt", "model_2.pt"]
@@ -228,7 +229,7 @@ def test_ge2e_training_balanced_batches(tiny_data, tmp_path):
     first = sum(m["loss"] for m in metrics[:4]) / 4
     last = sum(m["loss"] for m in metrics[-4:]) / 4
     assert last < first, (first, last)
-    state = torch.load(exp / "models" / "model_8.pt", weights_only=False)["model"]
+    state = load_checkpoint(exp / "models" / "model_8.pt")["model"]
     assert float(state["projection.w"]) != 10.0 and "lstm.weight_ih_l0" in state
 
 

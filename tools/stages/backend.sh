@@ -84,14 +84,15 @@ if run_stage 4; then
 from wespk.train.validation import best_epoch_window, read_validation_records
 print(*best_epoch_window(read_validation_records(sys.argv[1]), int(sys.argv[2])))" \
       "$exp_dir/validation.jsonl" "${num_avg:-1}")
-    log "stage 4: averaging epochs $first-$last of $exp_dir (the lowest mean dev EER, validation.jsonl)"
-    python -m wespk.bin.average_model --src_path "$exp_dir/models" \
-      --dst_model "$exp_dir/models/avg_model.pt" --min_epoch "$first" --max_epoch "$last"
+    epochs=(--min_epoch "$first" --max_epoch "$last")
+    what="epochs $first-$last of $exp_dir (the lowest mean dev EER, validation.jsonl)"
   else
-    log "stage 4: averaging the last ${num_avg:-1} checkpoint(s) of $exp_dir"
-    python -m wespk.bin.average_model --src_path "$exp_dir/models" \
-      --dst_model "$exp_dir/models/avg_model.pt" --num "${num_avg:-1}"
+    epochs=(--num "${num_avg:-1}")
+    what="the last ${num_avg:-1} checkpoint(s) of $exp_dir"
   fi
+  log "stage 4: averaging $what"
+  python -m wespk.bin.average_model --src_path "$exp_dir/models" --dst_model "$exp_dir/models/avg_model.pt" \
+    "${epochs[@]}"
 fi
 
 if run_stage 5; then

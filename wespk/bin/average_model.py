@@ -18,6 +18,7 @@ import torch
 from wespk.io.checkpoint import CheckpointError, load_state_dict, save_checkpoint
 from wespk.train.checkpoint import checkpoint_position, list_checkpoints
 from wespk.utils.logs import setup_logging
+from wespk.utils.trust_option import add_trust_checkpoint_option
 
 logger = logging.getLogger("wespk.bin.average_model")
 
@@ -63,9 +64,7 @@ def main(argv=None) -> int:
     parser.add_argument("--num", type=int, default=0, help="average the last NUM epochs")
     parser.add_argument("--min_epoch", type=int, default=0)
     parser.add_argument("--max_epoch", type=int, default=0)
-    parser.add_argument("--trust_checkpoint", action="store_true",
-                        help="DANGEROUS: unpickle arbitrary objects (torch.load weights_only=False), which can "
-                             "run code hidden in the files; only for checkpoints from a source you trust")
+    add_trust_checkpoint_option(parser, "the checkpoints")
     args = parser.parse_args(argv)
     setup_logging()
     if not args.num and not args.max_epoch:

@@ -30,6 +30,7 @@ from wespk.models.checkpoint_tools import (add_prefix, analyze_state_dict, conve
                                            format_analysis, read_checkpoint, replace_prefix,
                                            save_checkpoint_like, strip_prefix)
 from wespk.utils.logs import setup_logging
+from wespk.utils.trust_option import add_trust_checkpoint_option
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     reading = argparse.ArgumentParser(add_help=False)
-    reading.add_argument("--trust_checkpoint", action="store_true",
-                         help="DANGEROUS: unpickle arbitrary objects (torch.load weights_only=False), which "
-                              "can run code hidden in the file; only for files from a source you trust")
+    add_trust_checkpoint_option(reading, "the checkpoint")
 
     p = sub.add_parser("analyze", parents=[reading], help="key prefixes, parameter counts per module, dtypes")
     p.add_argument("checkpoint")

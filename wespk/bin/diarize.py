@@ -21,6 +21,7 @@ from wespk.diarization.clustering import CLUSTERING_METHODS, ClusteringConfig
 from wespk.diarization.metrics import DEFAULT_COLLAR
 from wespk.diarization.pipeline import VAD_CHOICES, DiarizationConfig
 from wespk.diarization.segmentation import DEFAULT_SHIFT, DEFAULT_WINDOW
+from wespk.utils.trust_option import add_trust_checkpoint_option
 
 logger = logging.getLogger("wespk.bin.diarize")
 
@@ -49,9 +50,7 @@ def add_diarization_options(parser: argparse.ArgumentParser, model_options: bool
         return
     g.add_argument("--batch_size", type=int, default=32, help="sub-segments per embedding batch")
     g.add_argument("--device", default="cpu")
-    g.add_argument("--trust_checkpoint", action="store_true",
-                   help="DANGEROUS: read the model file with torch.load(weights_only=False), which runs any code "
-                        "hidden in it; only for files whose source you trust")
+    add_trust_checkpoint_option(g, "the model file")
 
 
 def diarization_config(args: argparse.Namespace) -> DiarizationConfig:

@@ -17,6 +17,7 @@ import sys
 from wespk.export.jit_export import export_model_dir_to_torchscript
 from wespk.export.parity import DEFAULT_TOLERANCE, ParityError
 from wespk.utils.logs import setup_logging
+from wespk.utils.trust_option import add_trust_checkpoint_option
 
 logger = logging.getLogger("wespk.bin.export_jit")
 
@@ -29,9 +30,7 @@ def main(argv=None) -> int:
     parser.add_argument("--check_wav", default=None, help="audio for the parity check (default: bundled test audio)")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help=f"largest allowed abs difference from PyTorch (default {DEFAULT_TOLERANCE:g})")
-    parser.add_argument("--trust_checkpoint", action="store_true",
-                        help="DANGEROUS: read the model file with torch.load(weights_only=False), which runs any code "
-                             "hidden in it; only for files from a source you trust")
+    add_trust_checkpoint_option(parser, "the model file")
     args = parser.parse_args(argv)
     setup_logging()
     try:

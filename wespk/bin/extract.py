@@ -20,6 +20,7 @@ from wespk.inference.extractor import DEFAULT_MAX_PADDING, OUTPUT_FORMATS, PRECI
 from wespk.inference.model_dir import BACKEND_CHOICES
 from wespk.utils.logs import setup_logging
 from wespk.utils.malloc import keep_large_allocations_in_heap
+from wespk.utils.trust_option import add_trust_checkpoint_option
 
 logger = logging.getLogger("wespk.bin.extract")
 
@@ -48,9 +49,7 @@ def main(argv=None) -> int:
                         help="run the model exactly as loaded (no batch-norm folding, no channels-last layout)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (jobs spread over GPUs)")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad utterance")
-    parser.add_argument("--trust_checkpoint", action="store_true",
-                        help="DANGEROUS: read the model file with torch.load(weights_only=False), which runs any code "
-                             "hidden in it; only for files from a source you trust")
+    add_trust_checkpoint_option(parser, "the model file")
     parser.add_argument("--enhancer", default=None,
                         help="SEED enhancer dir trained for this model (docs/enhance.md): write enhanced embeddings")
     parser.add_argument("--enhance_seed", type=int, default=0, help="seed of the enhancer's per-key noise (default 0)")

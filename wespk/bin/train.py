@@ -18,6 +18,7 @@ from wespk.train.distributed import cleanup, init_distributed
 from wespk.train.validation import VALIDATION_CONFIG_KEYS, EpochValidation
 from wespk.utils.logs import setup_logging
 from wespk.utils.malloc import keep_large_allocations_in_heap
+from wespk.utils.trust_option import add_trust_checkpoint_option
 
 logger = logging.getLogger("wespk.bin.train")
 
@@ -68,10 +69,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="YAML training config")
     parser.add_argument("--checkpoint", default=None, help="resume from this training checkpoint")
-    parser.add_argument("--trust_checkpoint", action="store_true",
-                        help="DANGEROUS: read --checkpoint, the latest checkpoint and model_init with "
-                             "torch.load(weights_only=False), which runs any code hidden in the file; only for "
-                             "files from a source you trust")
+    add_trust_checkpoint_option(parser, "--checkpoint, the latest checkpoint and model_init")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
     parser.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
                         help="overrides the config's precision / enable_amp")

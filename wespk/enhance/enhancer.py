@@ -25,7 +25,7 @@ import yaml
 from wespk.enhance.network import build_network
 from wespk.enhance.schedule import DiffusionSchedule, ScheduleConfig
 from wespk.io.checkpoint import load_state_dict, save_checkpoint
-from wespk.io.files import atomic_output
+from wespk.io.files import atomic_output, file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +50,6 @@ class BackboneInfo:
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def backbone_info(model_dir: str, embed_dim: int) -> BackboneInfo:

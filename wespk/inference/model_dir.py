@@ -108,7 +108,7 @@ def load_speaker_model(model_dir: str, checkpoint: Optional[str] = None,
 
     The classification head (``projection.*`` keys) is not needed for
     embeddings and is ignored. ``trust_checkpoint`` reads the model file
-    with ``weights_only=False`` (it may run code; see :mod:`wespk.io.checkpoint`).
+    by full unpickling (it may run code; see :mod:`wespk.io.checkpoint`).
     """
     from wespk.io.checkpoint import load_model_weights
     config = load_model_config(model_dir)

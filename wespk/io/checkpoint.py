@@ -7,7 +7,7 @@ could turn into a function call. A file that needs more (a class with a
 ``__reduce__``, an arbitrary global) is refused with :class:`UnsafeCheckpointError`,
 a one-line message naming the file and the global. ``trust=True`` (the
 ``--trust_checkpoint`` flag of the programs) loads with
-``weights_only=False``, which runs whatever code the file carries: only for
+full unpickling, which runs whatever code the file carries: only for
 files whose source is trusted.
 
 Checkpoints saved by older wespk versions hold numpy's RNG state as a numpy
@@ -124,7 +124,7 @@ def load_checkpoint(path: str, trust: bool = False) -> Any:
     Raises :class:`CheckpointError` ("<path>: ...") for a missing or
     unreadable file and :class:`UnsafeCheckpointError` for one that needs
     arbitrary unpickling (unless ``trust``: then it is loaded with
-    ``weights_only=False``, which executes what the file carries).
+    full unpickling, which executes what the file carries).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -132,7 +132,7 @@ def load_checkpoint(path: str, trust: bool = False) -> Any:
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: not a file")
     if trust:
-        logger.warning("%s: loading with weights_only=False (--trust_checkpoint): the file may run code", path)
+        logger.warning("%s: loading by full unpickling (--trust_checkpoint): the file may run code", path)
     try:
         if trust:
             return torch.load(path, map_location="cpu", weights_only=False)

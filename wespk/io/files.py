@@ -1,6 +1,7 @@
 """Kaldi-style text files (``key value`` per line) and atomic writes."""
 
 import contextlib
+import hashlib
 import logging
 import os
 import tempfile
@@ -35,6 +36,15 @@ def _process_umask() -> int:
     except OSError:
         pass
     return 0o022
+
+
+def file_sha256(path: PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

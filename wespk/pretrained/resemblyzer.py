@@ -22,7 +22,6 @@ Nothing of resemblyzer is imported: the default weights file is located
 with ``importlib.util.find_spec``, which does not run the package.
 """
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -32,7 +31,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from wespk.io.files import atomic_output
+from wespk.io.files import atomic_output, file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -142,14 +141,6 @@ def _model_args_for(converted: Dict[str, torch.Tensor], source: str) -> Dict[str
     return args
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def convert_resemblyzer(out_dir: str, weights_path: Optional[str] = None, trust: bool = False) -> Dict[str, str]:
     """Write a wespk GE2E model dir from resemblyzer's ``pretrained.pt``.
 
@@ -185,7 +176,7 @@ def convert_resemblyzer(out_dir: str, weights_path: Optional[str] = None, trust:
     save_config(config, paths["config"])
     step = loaded.content.get("step") if isinstance(loaded.content, dict) else None
     with atomic_output(paths["readme"]) as f:
-        f.write(_model_dir_readme(path, _sha256(path), step))
+        f.write(_model_dir_readme(path, file_sha256(path), step))
     logger.info("converted %s into %s", path, out_dir)
     return paths
 

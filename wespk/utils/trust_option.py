@@ -1,0 +1,19 @@
+"""The ``--trust_checkpoint`` option, the same in every entry point that reads a checkpoint.
+
+Kept apart from :mod:`wespk.io.checkpoint` (which imports torch) so that
+command-line parsers can add it without loading torch.
+"""
+
+import argparse
+
+
+def add_trust_checkpoint_option(parser: argparse.ArgumentParser, what: str = "the model file",
+                                *names: str) -> None:
+    """Add ``--trust_checkpoint`` (or ``names``) to ``parser``, stored as ``trust_checkpoint``.
+
+    ``what`` names the files it applies to in the help text.
+    """
+    parser.add_argument(*(names or ("--trust_checkpoint",)), dest="trust_checkpoint", action="store_true",
+                        help=f"DANGEROUS: read {what} by full unpickling, which runs any code hidden in it; "
+                             f"only for files from a source you trust (by default checkpoints are read as "
+                             f"weights only, and a file that needs more is refused)")
