@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         cohort_matrix = prepare_embeddings(cohort.matrix, mean_vec, args.length_norm)
 
         embeddings.matrix = None  # only the prepared copy is needed from here on
-        normalize_score_files(args.input, args.output, embeddings.row_of, args.embeddings, eval_matrix, cohort_matrix,
+        normalize_score_files(args.input, args.output, embeddings.lookup_keys, args.embeddings, eval_matrix, cohort_matrix,
                               args.top_n if args.method == "asnorm" else None, args.chunk_rows,
                               not args.no_progress, args.device)
         logger.info("done in %.2f s", time.perf_counter() - start)

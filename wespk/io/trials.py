@@ -15,6 +15,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from wespk.io.byte_table import ByteTable, parse_byte_table
 from wespk.io.files import DataFileError
 
 PathLike = Union[str, os.PathLike]
@@ -108,17 +109,15 @@ def _parse_table(path: Path, data: bytes, allowed_widths: Sequence[int], what: s
     return TextTable(path=str(path), columns=columns, line_numbers=rows + first_line)
 
 
-def iter_text_table(path: PathLike, allowed_widths: Sequence[int], what: str,
-                    chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[TextTable]:
-    """:func:`read_text_table` in consecutive pieces of about ``chunk_bytes`` bytes (whole lines).
+def iter_line_pieces(path: PathLike, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[Tuple[bytes, int]]:
+    """``(data, first_line)``: consecutive pieces of about ``chunk_bytes`` bytes of whole lines of a file.
 
-    Memory stays bounded whatever the length of the file; line numbers and
-    errors are those of the whole file.
+    ``first_line`` is the 1-based file line where ``data`` starts. A missing
+    file is a :class:`~wespk.io.files.DataFileError`.
     """
     path = Path(path)
     if not path.is_file():
         raise DataFileError(path, None, "file not found")
-    first_width = None
     first_line = 1
     with open(path, "rb") as f:
         tail = b""
@@ -134,14 +133,58 @@ def iter_text_table(path: PathLike, allowed_widths: Sequence[int], what: str,
             else:
                 tail = b""
             if data:
-                table = _parse_table(path, data, allowed_widths, what, first_line, first_width)
-                if table is not None:
-                    if first_width is None:
-                        first_width = (table.num_columns, int(table.line_numbers[0]))
-                    yield table
+                yield data, first_line
                 first_line += data.count(b"\n")
             if not block:
                 break
+
+
+def iter_table_pieces(path: PathLike, allowed_widths: Sequence[int], what: str,
+                      chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[Union[ByteTable, TextTable]]:
+    """The pieces of :func:`iter_text_table`, each as a :class:`~wespk.io.byte_table.ByteTable` when it is
+    plain ASCII with the file's layout (no Python object per field), else as a :class:`TextTable`.
+
+    A :class:`TextTable` piece has been checked as :func:`iter_text_table` checks
+    it; a :class:`ByteTable` piece has the right field counts, and
+    :func:`as_text_table` turns it into the :class:`TextTable` of the same lines
+    (for the checks that only the string path makes, and their error messages).
+    """
+    first_width = None
+    for data, first_line in iter_line_pieces(path, chunk_bytes):
+        table = parse_byte_table(str(path), data, first_line, None if first_width is None else first_width[0])
+        if table is None or table.num_columns not in allowed_widths:
+            table = _parse_table(Path(path), data, allowed_widths, what, first_line, first_width)
+            if table is None:
+                continue
+        if first_width is None:
+            first_width = (table.num_columns, int(table.line_numbers[0]))
+        yield table
+    if first_width is None:
+        raise DataFileError(path, None, f"empty {what}")
+
+
+def as_text_table(table: Union[ByteTable, TextTable]) -> TextTable:
+    """The :class:`TextTable` of a piece from :func:`iter_table_pieces` (itself if it is one)."""
+    if isinstance(table, TextTable):
+        return table
+    return TextTable(path=table.path, columns=[table.strings(j) for j in range(table.num_columns)],
+                     line_numbers=table.line_numbers)
+
+
+def iter_text_table(path: PathLike, allowed_widths: Sequence[int], what: str,
+                    chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[TextTable]:
+    """:func:`read_text_table` in consecutive pieces of about ``chunk_bytes`` bytes (whole lines).
+
+    Memory stays bounded whatever the length of the file; line numbers and
+    errors are those of the whole file.
+    """
+    first_width = None
+    for data, first_line in iter_line_pieces(path, chunk_bytes):
+        table = _parse_table(Path(path), data, allowed_widths, what, first_line, first_width)
+        if table is not None:
+            if first_width is None:
+                first_width = (table.num_columns, int(table.line_numbers[0]))
+            yield table
     if first_width is None:
         raise DataFileError(path, None, f"empty {what}")
 
@@ -175,6 +218,15 @@ def check_label_column(table: TextTable, column: int, allow_unknown: bool = Fals
     return labels
 
 
+def byte_label_targets(table: ByteTable, column: int) -> Optional[np.ndarray]:
+    """Target flags of the label column of a :class:`ByteTable`, or None when a field is not a label
+    (then :func:`check_label_column` on :func:`as_text_table` names it)."""
+    is_target = table.equals(column, b"target")
+    if not np.all(is_target | table.equals(column, b"nontarget")):
+        return None
+    return is_target
+
+
 def labels_to_targets(labels: Sequence[str]) -> np.ndarray:
     """Boolean array, True where the label is ``target``."""
     return np.fromiter(map("target".__eq__, labels), dtype=bool, count=len(labels))
@@ -205,7 +257,8 @@ class TrialList:
         return labels_to_targets(self.labels)
 
 
-def _trial_list(table: TextTable) -> TrialList:
+def trial_list_of(table: TextTable) -> TrialList:
+    """The :class:`TrialList` of a trial-list :class:`TextTable` (its labels checked)."""
     labels = check_label_column(table, 2) if table.num_columns == 3 else None
     return TrialList(path=table.path, enroll=table.columns[0], test=table.columns[1],
                      labels=labels, line_numbers=table.line_numbers)
@@ -214,7 +267,7 @@ def _trial_list(table: TextTable) -> TrialList:
 def iter_trials(path: PathLike, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[TrialList]:
     """:func:`read_trials` in consecutive pieces (whole lines, file order), for lists of any length."""
     for table in iter_text_table(path, (2, 3), "trial list", chunk_bytes):
-        yield _trial_list(table)
+        yield trial_list_of(table)
 
 
 def read_trials(path: PathLike) -> TrialList:
@@ -224,4 +277,4 @@ def read_trials(path: PathLike) -> TrialList:
     missing or empty file is a :class:`~wespk.io.files.DataFileError` naming the
     file and the line.
     """
-    return _trial_list(read_text_table(path, (2, 3), "trial list"))
+    return trial_list_of(read_text_table(path, (2, 3), "trial list"))

@@ -8,6 +8,7 @@ its L2 norm, then a dot product). Unlike WeSpeaker, which scores one trial at
 a time, all trials are scored at once by gathering rows in chunks.
 """
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -18,8 +19,10 @@ import numpy as np
 
 from wespk.io.embeddings import read_embeddings
 from wespk.io.files import atomic_output
-from wespk.io.trials import DEFAULT_CHUNK_BYTES, TrialList, iter_trials
-from wespk.scoring.score_files import index_trial_keys, score_lines
+from wespk.io.byte_table import ByteTable, KeyIndex
+from wespk.io.trials import (DEFAULT_CHUNK_BYTES, TrialList, as_text_table, byte_label_targets, iter_table_pieces,
+                             trial_list_of)
+from wespk.scoring.score_files import EmbeddingKeys, byte_score_lines, byte_trial_rows, index_trial_keys, score_lines
 from wespk.utils.parallel import for_row_ranges
 
 logger = logging.getLogger(__name__)
@@ -98,6 +101,21 @@ def prepare_embeddings(matrix: np.ndarray, mean_vec: Optional[np.ndarray] = None
     return matrix
 
 
+def unit_rows(matrix: np.ndarray, mean_vec: Optional[np.ndarray] = None, length_norm: bool = False) -> np.ndarray:
+    """``l2_normalize_rows(prepare_embeddings(matrix, mean_vec, length_norm))`` with one new matrix, not three
+    (the same float32 operations, so the same values)."""
+    if length_norm or mean_vec is None:
+        return l2_normalize_rows(prepare_embeddings(matrix, mean_vec, length_norm))
+    prepared = prepare_embeddings(matrix, mean_vec)
+    norms = np.sqrt(np.einsum("ij,ij->i", prepared, prepared))
+    zero = norms == 0
+    if zero.any():
+        logger.warning("%d all-zero embedding(s): their cosine scores are 0", int(zero.sum()))
+        norms[zero] = 1
+    prepared /= norms[:, None]
+    return prepared
+
+
 def mean_from_scp(scp_path: PathLike, length_norm: bool = False) -> np.ndarray:
     """Mean embedding of the set in ``scp_path`` (length-normalised first if asked)."""
     keys, matrix = read_embeddings(scp_path)
@@ -170,6 +188,16 @@ class EmbeddingSet:
         return cls(" + ".join(s.source for s in sets), [key for s in sets for key in s.keys],
                    np.concatenate([s.matrix for s in sets]))
 
+    @functools.cached_property
+    def key_index(self) -> KeyIndex:
+        """The keys' :class:`~wespk.io.byte_table.KeyIndex`, for bulk lookups of trial fields."""
+        return KeyIndex(self.keys)
+
+    @property
+    def lookup_keys(self) -> EmbeddingKeys:
+        """The keys for :func:`~wespk.scoring.score_files.iter_score_pieces` (dict and bulk index)."""
+        return EmbeddingKeys(self.row_of, self.key_index, self.source)
+
     @property
     def dim(self) -> int:
         return int(self.matrix.shape[1])
@@ -212,16 +240,27 @@ def score_trial_file(trials_path: PathLike, output_path: PathLike, embeddings: E
     The embeddings are prepared and normalised once (every row, in float32,
     as :func:`score_trials` does for the rows it uses), so memory does not
     grow with the number of trials and each score is the one
-    :func:`score_trials` gives. Returns the number of trials.
+    :func:`score_trials` gives. Plain ASCII pieces are looked up, scored and
+    written in bulk (:mod:`wespk.io.byte_table`), the others line by line; the
+    bytes written are the same. Returns the number of trials.
     """
     unit = None
     count = 0
-    with atomic_output(output_path) as f:
-        for trials in iter_trials(trials_path, chunk_bytes):
-            enroll_rows, test_rows = index_trial_keys(trials, embeddings.row_of, embeddings.source)
+    with atomic_output(output_path, "wb") as f:
+        for piece in iter_table_pieces(trials_path, (2, 3), "trial list", chunk_bytes):
             if unit is None:  # once, for every row: each piece then only gathers rows
-                unit = l2_normalize_rows(prepare_embeddings(embeddings.matrix, mean_vec, length_norm))
+                unit = unit_rows(embeddings.matrix, mean_vec, length_norm)
+            if isinstance(piece, ByteTable) and decimals is not None and embeddings.key_index.usable:
+                rows = byte_trial_rows(piece, embeddings.key_index)
+                labelled = piece.num_columns == 3
+                if rows is not None and (not labelled or byte_label_targets(piece, 2) is not None):
+                    scores = unit_cosine_scores(unit, *rows)
+                    f.write(byte_score_lines(piece, [0, 1, (scores, decimals)] + ([2] if labelled else [])))
+                    count += len(piece)
+                    continue
+            trials = trial_list_of(as_text_table(piece))
+            enroll_rows, test_rows = index_trial_keys(trials, embeddings.row_of, embeddings.source)
             scores = unit_cosine_scores(unit, enroll_rows, test_rows)
-            f.writelines(score_lines(trials.enroll, trials.test, scores, trials.labels, decimals))
+            f.write("".join(score_lines(trials.enroll, trials.test, scores, trials.labels, decimals)).encode())
             count += len(trials)
     return count

@@ -23,9 +23,10 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from wespk.io.byte_table import ByteTable, KeyIndex, field_bytes, fixed_decimals, join_fields, parse_decimals
 from wespk.io.files import DataFileError, atomic_output
-from wespk.io.trials import (DEFAULT_CHUNK_BYTES, TextTable, TrialList, check_label_column, iter_text_table,
-                             labels_to_targets, read_text_table)
+from wespk.io.trials import (DEFAULT_CHUNK_BYTES, TextTable, TrialList, as_text_table, byte_label_targets,
+                             check_label_column, iter_table_pieces, iter_text_table, labels_to_targets, read_text_table)
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,53 @@ def iter_score_file(path: PathLike, require_labels: bool = False,
         yield _score_table(table, require_labels)
 
 
+@dataclass
+class ScorePiece:
+    """A piece of a score file (:func:`iter_score_pieces`): its scores, target flags and, when asked for,
+    the embedding rows of its keys.
+
+    ``lines`` holds the fields: a :class:`~wespk.io.byte_table.ByteTable` for a
+    plain-ASCII piece handled in bulk, else a :class:`ScoreTable`.
+    """
+
+    lines: Union[ByteTable, "ScoreTable"]
+    scores: np.ndarray
+    is_target: Optional[np.ndarray]
+    enroll_rows: Optional[np.ndarray] = None
+    test_rows: Optional[np.ndarray] = None
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def has_labels(self) -> bool:
+        return self.is_target is not None
+
+
+def iter_score_pieces(path: PathLike, require_labels: bool = False, keys: Optional["EmbeddingKeys"] = None,
+                      chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[ScorePiece]:
+    """The scores of a score file (or score-norm file) in consecutive pieces, checked as
+    :func:`iter_score_file` checks them; with ``keys``, also the embedding rows of each trial (a missing key
+    is an error naming the line).
+
+    Plain-ASCII pieces are read in bulk (:mod:`wespk.io.byte_table`), the others through :class:`ScoreTable`;
+    the values and the errors are the same.
+    """
+    bulk_keys = keys is None or keys.index.usable
+    for piece in iter_table_pieces(path, SCORE_FILE_WIDTHS, "score file", chunk_bytes):
+        if isinstance(piece, ByteTable) and bulk_keys:
+            has_label = piece.num_columns in (4, 8)
+            is_target = byte_label_targets(piece, 3) if has_label else None
+            rows = byte_trial_rows(piece, keys.index) if keys is not None else (None, None)
+            if (has_label or not require_labels) and (is_target is not None or not has_label) and rows is not None:
+                yield ScorePiece(piece, byte_float_column(piece, 2, "score"), is_target, *rows)
+                continue
+        table = _score_table(as_text_table(piece), require_labels)
+        rows = (index_trial_keys(table.trial_list(), keys.row_of, keys.source) if keys is not None
+                else (None, None))
+        yield ScorePiece(table, table.scores, table.is_target if table.labels is not None else None, *rows)
+
+
 def read_scores_and_targets(path: PathLike, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Tuple[np.ndarray, np.ndarray]:
     """The scores (float64) and target flags of a labelled score file, read a piece at a time.
 
@@ -115,9 +163,9 @@ def read_scores_and_targets(path: PathLike, chunk_bytes: int = DEFAULT_CHUNK_BYT
     stays small for lists of millions of trials.
     """
     scores, targets = [], []
-    for table in iter_score_file(path, require_labels=True, chunk_bytes=chunk_bytes):
-        scores.append(table.scores)
-        targets.append(table.is_target)
+    for piece in iter_score_pieces(path, require_labels=True, chunk_bytes=chunk_bytes):
+        scores.append(piece.scores)
+        targets.append(piece.is_target)
     return np.concatenate(scores), np.concatenate(targets)
 
 
@@ -246,6 +294,61 @@ def write_score_norm_file(path: PathLike, enroll: Sequence[str], test: Sequence[
                              test_cohort_mean)
     with atomic_output(path) as f:
         f.writelines(lines)
+
+
+@dataclass
+class EmbeddingKeys:
+    """The keys of an embedding set, for mapping trial fields to rows: a dict for the string path, a
+    :class:`~wespk.io.byte_table.KeyIndex` for the bulk path; ``source`` names the set in errors."""
+
+    row_of: Dict[str, int]
+    index: KeyIndex
+    source: str
+
+
+#: Lines assembled at a time by the byte writers (a few tens of MB of temporaries).
+JOIN_ROWS = 65536
+
+
+def byte_trial_rows(table: ByteTable, index: KeyIndex) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """Embedding rows of the enroll and test fields (columns 0 and 1) of a :class:`ByteTable` piece, or
+    None when a key is missing (then :func:`index_trial_keys` on the piece's :class:`TrialList` names it)."""
+    enroll_rows = index.lookup(table, 0)
+    test_rows = index.lookup(table, 1)
+    if enroll_rows.min(initial=0) < 0 or test_rows.min(initial=0) < 0:
+        return None
+    return enroll_rows, test_rows
+
+
+def byte_score_lines(table: ByteTable, columns: Sequence[Union[int, Tuple[np.ndarray, int]]]) -> bytes:
+    """Lines of fields joined by single spaces: an ``int`` copies that column of ``table``, ``(values, d)``
+    formats numbers as ``'%.{d}f'``; the same bytes as the ``%``-formatted lines of the string path."""
+    out = []
+    for lo in range(0, table.num_rows, JOIN_ROWS):
+        hi = min(table.num_rows, lo + JOIN_ROWS)
+        fields = []
+        for column in columns:
+            if isinstance(column, int):
+                data, lengths = field_bytes(table.buffer, table.starts[lo:hi, column], table.lengths[lo:hi, column]), \
+                    table.lengths[lo:hi, column]
+                fields.append((data, lengths, "left"))
+            else:
+                values, decimals = column
+                fields.append((*fixed_decimals(values[lo:hi], decimals), "right"))
+        out.append(join_fields(fields))
+    return b"".join(out)
+
+
+def byte_float_column(table: ByteTable, column: int, name: str) -> np.ndarray:
+    """:func:`parse_float_column` of a :class:`ByteTable` column: plain decimals parsed in bulk, the rest
+    by ``float()``, with the same errors."""
+    values, parsed = parse_decimals(table, column)
+    rest = np.flatnonzero(~parsed)
+    if len(rest):
+        texts = [table.field(int(row), column) for row in rest]
+        columns = [[] for _ in range(column)] + [texts]
+        values[rest] = parse_float_column(TextTable(table.path, columns, table.line_numbers[rest]), column, name)
+    return values
 
 
 def lookup_rows(key_to_row: Dict[str, int], keys: Sequence[str]) -> np.ndarray:

@@ -50,7 +50,8 @@ from wespk.io.trials import DEFAULT_CHUNK_BYTES
 from wespk.scoring.cohort_search import (BF16_UNIT, CohortSearch, kernel_available, preload_in_background,
                                          search_error_bound, torch_top_scores)
 from wespk.scoring.device import resolve_scoring_device
-from wespk.scoring.score_files import index_trial_keys, iter_score_file, score_norm_lines
+from wespk.io.byte_table import ByteTable, KeyIndex
+from wespk.scoring.score_files import EmbeddingKeys, byte_score_lines, iter_score_pieces, score_norm_lines
 from wespk.utils.parallel import for_row_ranges
 
 logger = logging.getLogger(__name__)
@@ -341,44 +342,54 @@ def snorm(scores: np.ndarray, enroll_rows: np.ndarray, test_rows: np.ndarray, em
 KEEP_IN_MEMORY_BYTES = 256 * 1024 ** 2
 
 
-def normalize_score_files(input_paths: Sequence[PathLike], output_paths: Sequence[PathLike], row_of: Dict[str, int],
-                          source: str, embeddings: np.ndarray, cohort: np.ndarray, top_n: Optional[int],
-                          chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = True, device: Optional[str] = None,
+def normalize_score_files(input_paths: Sequence[PathLike], output_paths: Sequence[PathLike],
+                          keys: Union[EmbeddingKeys, Dict[str, int]], source: str, embeddings: np.ndarray,
+                          cohort: np.ndarray, top_n: Optional[int], chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                          progress: bool = True, device: Optional[str] = None,
                           chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
     """S-norm (``top_n`` None) or AS-norm of cosine score files into WeSpeaker's score-norm layout.
 
-    ``row_of`` maps keys to rows of ``embeddings`` (mean-subtracted, like
-    ``cohort``); ``source`` names them in errors. Cohort statistics are
-    computed once per utterance for all files together; the files are read
-    and written in pieces of ``chunk_bytes``, so memory does not grow with the
-    number of trials. The normalised score is computed from the score as
-    written in the input file.
+    ``keys`` maps keys to rows of ``embeddings`` (mean-subtracted, like
+    ``cohort``): an :class:`~wespk.scoring.score_files.EmbeddingKeys` (bulk
+    lookups) or a plain dict; ``source`` names them in errors. Cohort
+    statistics are computed once per utterance for all files together; the
+    files are read and written in pieces of ``chunk_bytes``, so memory does not
+    grow with the number of trials. The normalised score is computed from the
+    score as written in the input file.
     """
+    if not isinstance(keys, EmbeddingKeys):
+        keys = EmbeddingKeys(dict(keys), KeyIndex([]), source)
     keep = sum(os.path.getsize(path) for path in input_paths) <= KEEP_IN_MEMORY_BYTES
     preload = preload_in_background() if top_n is not None and device in (None, "auto") else None
 
     def pieces(path):
-        for table in iter_score_file(path, chunk_bytes=chunk_bytes):
-            yield (table, *index_trial_keys(table.trial_list(), row_of, source))
+        return iter_score_pieces(path, keys=keys, chunk_bytes=chunk_bytes)
 
     mask = np.zeros(len(embeddings), dtype=bool)
     kept: Dict[str, list] = {}
     for path in input_paths:
-        for table, enroll_rows, test_rows in pieces(path):
-            mask[enroll_rows] = True
-            mask[test_rows] = True
+        for piece in pieces(path):
+            mask[piece.enroll_rows] = True
+            mask[piece.test_rows] = True
             if keep:
-                kept.setdefault(str(path), []).append((table, enroll_rows, test_rows))
+                kept.setdefault(str(path), []).append(piece)
     if preload is not None:
         preload.join()
     mean, std, magnitude = used_row_statistics(embeddings, np.flatnonzero(mask), cohort, top_n, chunk_rows,
                                                progress, device)
     for path, output_path in zip(input_paths, output_paths):
         count = 0
-        with atomic_output(output_path) as f:
-            for table, enroll_rows, test_rows in (kept.get(str(path), []) if keep else pieces(path)):
-                normed = normalize_scores(table.scores, enroll_rows, test_rows, mean, std)
-                f.writelines(score_norm_lines(table.enroll, table.test, normed, table.labels, magnitude[enroll_rows],
-                                              magnitude[test_rows], mean[enroll_rows], mean[test_rows]))
-                count += len(table)
+        with atomic_output(output_path, "wb") as f:
+            for piece in (kept.get(str(path), []) if keep else pieces(path)):
+                e, t = piece.enroll_rows, piece.test_rows
+                normed = normalize_scores(piece.scores, e, t, mean, std)
+                if isinstance(piece.lines, ByteTable):
+                    label = [3] if piece.has_labels else []
+                    f.write(byte_score_lines(piece.lines, [0, 1, (normed, 5), *label, (magnitude[e], 4),
+                                                           (magnitude[t], 4), (mean[e], 4), (mean[t], 4)]))
+                else:
+                    table = piece.lines
+                    f.write("".join(score_norm_lines(table.enroll, table.test, normed, table.labels, magnitude[e],
+                                                     magnitude[t], mean[e], mean[t])).encode())
+                count += len(piece)
         logger.info("%s: %d trials -> %s", path, count, output_path)

@@ -1,0 +1,119 @@
+"""The bulk (byte-span) paths of score, score_norm and the score-file readers against the string paths.
+
+Each list mixes plain-ASCII pieces (bulk path) with a piece holding a UTF-8
+key (string path), read in small pieces, so both paths and their seams are
+exercised; the outputs must be byte-identical to the in-memory string
+writers, and the errors the same.
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+from wespk.io.embeddings import write_embeddings
+from wespk.io.files import DataFileError
+from wespk.io.trials import read_trials
+from wespk.scoring.cosine import EmbeddingSet, l2_normalize_rows, prepare_embeddings, score_trial_file, score_trials
+from wespk.scoring.score_files import (read_score_file, read_scores_and_targets, write_score_file,
+                                       write_score_norm_file)
+from wespk.scoring.score_norm import asnorm, normalize_score_files
+
+CHUNK = 2048  # bytes: about 40 trial lines per piece
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("bulk")
+    rng = np.random.default_rng(11)
+    keys = [f"id{i % 37:05d}/v{i % 5}/{i:05d}.wav" for i in range(400)] + ["spk\u00e9/utt1.wav"]
+    matrix = (rng.standard_normal((len(keys), 32)) + 0.5).astype(np.float32)
+    write_embeddings(directory / "e.ark", directory / "e.scp", zip(keys, matrix))
+    cohort = (rng.standard_normal((60, 32)) + 0.5).astype(np.float32)
+    write_embeddings(directory / "c.ark", directory / "c.scp", ((f"c{i}", v) for i, v in enumerate(cohort)))
+    lines = []
+    for i in range(1500):
+        a, b = rng.integers(0, 400, 2)
+        lines.append(f"{keys[a]} {keys[b]} {'target' if i % 4 == 0 else 'nontarget'}\n")
+    lines[700] = f"{keys[-1]} {keys[3]} target\n"
+    (directory / "trials").write_text("".join(lines))
+    return directory, keys, matrix, cohort
+
+
+def test_score_trial_file_bulk_equals_string_writer(data, tmp_path):
+    directory, keys, matrix, _ = data
+    embeddings = EmbeddingSet.from_scp(directory / "e.scp")
+    mean = matrix.mean(axis=0)
+    score_trial_file(directory / "trials", tmp_path / "bulk.score", embeddings, mean, chunk_bytes=CHUNK)
+    trials = read_trials(directory / "trials")
+    scores, _, _ = score_trials(trials, embeddings, mean)
+    write_score_file(tmp_path / "ref.score", trials.enroll, trials.test, scores, trials.labels)
+    assert (tmp_path / "bulk.score").read_bytes() == (tmp_path / "ref.score").read_bytes()
+
+
+def test_normalize_score_files_bulk_equals_string_writer(data, tmp_path):
+    directory, keys, matrix, cohort = data
+    embeddings = EmbeddingSet.from_scp(directory / "e.scp")
+    mean = matrix.mean(axis=0)
+    score_trial_file(directory / "trials", tmp_path / "cos.score", embeddings, mean)
+    eval_matrix = prepare_embeddings(matrix, mean)
+    cohort_matrix = prepare_embeddings(cohort, mean)
+    normalize_score_files([tmp_path / "cos.score"], [tmp_path / "bulk.asnorm"], embeddings.lookup_keys, "e.scp",
+                          eval_matrix, cohort_matrix, 20, progress=False, chunk_bytes=CHUNK)
+    table = read_score_file(tmp_path / "cos.score")
+    enroll = np.array([embeddings.row_of[k] for k in table.enroll])
+    test = np.array([embeddings.row_of[k] for k in table.test])
+    result = asnorm(table.scores, enroll, test, eval_matrix, cohort_matrix, 20, progress=False)
+    write_score_norm_file(tmp_path / "ref.asnorm", table.enroll, table.test, result.scores, table.labels,
+                          result.magnitude[enroll], result.magnitude[test], result.mean[enroll], result.mean[test])
+    assert (tmp_path / "bulk.asnorm").read_bytes() == (tmp_path / "ref.asnorm").read_bytes()
+    # and the reader gives the same scores and targets as the whole-table reader
+    scores, targets = read_scores_and_targets(tmp_path / "bulk.asnorm", chunk_bytes=CHUNK)
+    whole = read_score_file(tmp_path / "bulk.asnorm")
+    assert np.array_equal(scores, whole.scores) and np.array_equal(targets, whole.is_target)
+
+
+def test_bulk_reader_parses_every_number_form(tmp_path):
+    path = tmp_path / "odd.score"
+    values = ["0.12345", "-3", "1e-05", "-2.5E+3", "12345678901234567.5", ".5", "007.25", "-0.00000"]
+    path.write_text("".join(f"a{i} b{i} {v} {'target' if i % 2 else 'nontarget'}\n" for i, v in enumerate(values)))
+    scores, targets = read_scores_and_targets(path)
+    assert scores.tolist() == [float(v) for v in values] and np.signbit(scores[-1])
+    assert targets.tolist() == [bool(i % 2) for i in range(len(values))]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("a9 b9 0.5 tarjet\n", ":10: label must be 'target' or 'nontarget' (field 4), got 'tarjet'"),
+    ("a9 b9 0.5x target\n", ":10: score (field 3) is not a number: '0.5x'"),
+    ("a9 b9 inf target\n", ":10: score (field 3) is not finite: 'inf'"),
+    ("a9 b9 0.5\n", ":10: score file line has 3 fields but line 1 has 4"),
+])
+def test_bulk_reader_errors_name_file_and_line(tmp_path, bad, message):
+    lines = [f"a{i} b{i} 0.{i} target\n" for i in range(20)]
+    lines[9] = bad
+    path = tmp_path / "bad.score"
+    path.write_text("".join(lines))
+    with pytest.raises(DataFileError, match=re.escape(message)) as error:
+        read_scores_and_targets(path)
+    assert str(path) in str(error.value)
+
+
+def test_missing_key_in_a_bulk_piece_names_the_line(data, tmp_path):
+    directory, keys, _, _ = data
+    embeddings = EmbeddingSet.from_scp(directory / "e.scp")
+    lines = [f"{keys[i]} {keys[i + 1]} target\n" for i in range(100)]
+    lines[61] = f"{keys[0]} nobody/utt.wav nontarget\n"
+    (tmp_path / "trials").write_text("".join(lines))
+    with pytest.raises(DataFileError, match=r":62: test key 'nobody/utt.wav' has no embedding"):
+        score_trial_file(tmp_path / "trials", tmp_path / "out.score", embeddings, chunk_bytes=CHUNK)
+    assert not (tmp_path / "out.score").exists()
+
+
+def test_unit_rows_equal_normalised_prepared_rows(data):
+    _, _, matrix, _ = data
+    from wespk.scoring.cosine import unit_rows
+
+    mean = matrix.mean(axis=0)
+    for mean_vec, length_norm in ((mean, False), (None, False), (mean, True)):
+        expected = l2_normalize_rows(prepare_embeddings(matrix, mean_vec, length_norm))
+        assert np.array_equal(unit_rows(matrix, mean_vec, length_norm), expected)
