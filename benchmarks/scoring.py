@@ -11,7 +11,8 @@ python -m benchmarks.scoring [--work_dir DIR] [--scales small,large,xlarge] [--o
   not run by default: about 6 GB of disk and several minutes)
 
 For each scale the real entry points run as subprocesses on files, exactly as
-a recipe runs them (``score``, ``score_norm``, ``calibrate run``,
+a recipe runs them (``score``, ``score_norm``, ``calibrate train`` on the
+calibration list, ``calibrate apply`` on the evaluation list,
 ``compute_metrics``); wall time (interpreter start and imports included) and
 peak resident memory (``ru_maxrss`` of that process, from ``os.wait4`` in a
 small launcher process) are measured per process; the launcher adds about
@@ -350,10 +351,12 @@ def benchmark_scale(name: str, work: Path, seed: int, repeats: int = 1) -> Scale
                                 [*mean_args, "--trials", data["cali_trials"], "--output", out["cali_cos.score"]]))
     runs.append(entry("score_norm (calibration list)", "wespk.bin.score_norm",
                                 [*norm_args, "--input", out["cali_cos.score"], "--output", out["cali_asnorm.score"]]))
-    runs.append(entry("calibrate run (QMF)", "wespk.bin.calibrate",
-                                ["run", "--utt2dur", data["utt2dur"], "--cali_input", out["cali_asnorm.score"],
-                                 "--model", out["model.pt"], "--input", out["asnorm.score"],
-                                 "--output", out["qmf.score"]]))
+    runs.append(entry("calibrate train (calibration list)", "wespk.bin.calibrate",
+                      ["train", "--utt2dur", data["utt2dur"], "--scores", out["cali_asnorm.score"],
+                       "--model", out["model.pt"]]))
+    runs.append(entry("calibrate apply (QMF)", "wespk.bin.calibrate",
+                      ["apply", "--utt2dur", data["utt2dur"], "--model", out["model.pt"],
+                       "--scores", out["asnorm.score"], "--output", out["qmf.score"]]))
     runs.append(entry("compute_metrics", "wespk.bin.compute_metrics", [out["cos.score"]]))
     runs.append(entry("compute_metrics (QMF, calibrated)", "wespk.bin.compute_metrics",
                                 ["--calibrated", out["qmf.score"]]))
@@ -482,7 +485,7 @@ def markdown(results: List[ScaleResult], environment: Dict[str, object], command
         lines += ["", "| ratio | value |", "| --- | ---: |"]
         lines += [f"| {name} | {ratio:.2f}x |" for name, ratio in result.ratios.items()]
         if result.scale == "large":
-            eval_steps = ("score", "score_norm", "calibrate run (QMF)", "compute_metrics")
+            eval_steps = ("score", "score_norm", "calibrate apply (QMF)", "compute_metrics")
             total = sum(run.wall_seconds for run in result.processes if run.step in eval_steps)
             total_cpu = sum(run.cpu_seconds for run in result.processes if run.step in eval_steps)
             lines += ["", f"Evaluation list end to end ({' + '.join(eval_steps)}): {total:.2f} s wall, "

@@ -117,3 +117,34 @@ def test_unit_rows_equal_normalised_prepared_rows(data):
     for mean_vec, length_norm in ((mean, False), (None, False), (mean, True)):
         expected = l2_normalize_rows(prepare_embeddings(matrix, mean_vec, length_norm))
         assert np.array_equal(unit_rows(matrix, mean_vec, length_norm), expected)
+
+
+def test_calibrate_bulk_equals_string_path_across_pieces_and_blocks(golden_scoring, tmp_path):
+    """Blocks of 64 trials cut across pieces of 1 kB, with one non-ASCII piece: the bulk path writes the
+    bytes of the string path (which a factor file forces) and of the whole table."""
+    import torch
+
+    from wespk.scoring.calibration import apply_qmf, calibrate_score_file, gather_factors, write_calibrated_scores
+    from wespk.scoring.calibration_trials import read_durations
+    from wespk.scoring.score_files import read_score_norm_file
+
+    lines = (golden_scoring / "scores/asnorm100_mean.score.txt").read_text().splitlines(keepends=True)
+    durations = read_durations([golden_scoring / "utt2dur.txt"])
+    first = lines[0].split()
+    durations["\u00e9l\u00e8ve"] = 3.5
+    lines.insert(90, " ".join(["\u00e9l\u00e8ve", *first[1:]]) + "\n")
+    path = tmp_path / "mixed.score"
+    path.write_text("".join(lines))
+    state = torch.load(golden_scoring / "calibration/calibration_model.pt", weights_only=True)
+    for rows in (64, 1 << 20):
+        calibrate_score_file(state, path, tmp_path / "bulk.score", durations, rows=rows, chunk_bytes=1000)
+        calibrate_score_file(state, path, tmp_path / "string.score", durations, rows=rows, chunk_bytes=1000,
+                             factors_path=tmp_path / "f.calibration")
+        assert (tmp_path / "bulk.score").read_bytes() == (tmp_path / "string.score").read_bytes()
+    factors = gather_factors(read_score_norm_file(path), durations)
+    write_calibrated_scores(tmp_path / "whole.score", factors, apply_qmf(state, factors.features))
+    assert (tmp_path / "bulk.score").read_bytes() == (tmp_path / "whole.score").read_bytes()
+    del durations[first[0]]
+    with pytest.raises(DataFileError, match=f"no duration \\(utt2dur\\) for '{first[0]}'"):
+        calibrate_score_file(state, path, tmp_path / "missing.score", durations, chunk_bytes=1000)
+    assert not (tmp_path / "missing.score").exists()

@@ -107,6 +107,10 @@ class ByteTable:
     def __len__(self) -> int:
         return self.num_rows
 
+    def line_of(self, row: int) -> int:
+        """The 1-based file line of ``row``."""
+        return int(self.line_numbers[row])
+
     def field(self, row: int, column: int) -> str:
         start = int(self.starts[row, column])
         return self.buffer[start:start + int(self.lengths[row, column])].tobytes().decode("ascii")

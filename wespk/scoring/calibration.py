@@ -32,7 +32,6 @@ the in-memory tables here hold those rounded values too, so training from a
 file or from memory gives the same model.
 """
 
-import contextlib
 import logging
 import math
 import operator
@@ -44,10 +43,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from wespk.io.byte_table import ByteTable, KeyIndex, join_fields, parse_byte_table
 from wespk.io.files import DataFileError, atomic_output
-from wespk.io.trials import DEFAULT_CHUNK_BYTES, UNKNOWN_LABEL, check_label_column, read_text_table
-from wespk.scoring.score_files import (ScoreTable, format_fixed, iter_score_file, parse_float_column, round_to_decimals,
-                                       score_lines, write_score_file)
+from wespk.io.trials import DEFAULT_CHUNK_BYTES, UNKNOWN_LABEL, as_text_table, check_label_column, read_text_table
+from wespk.scoring.score_files import (ScoreTable, byte_float_column, format_fixed, iter_score_file, iter_score_pieces,
+                                       parse_float_column, round_to_decimals, score_lines, score_table_of,
+                                       write_score_file)
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +185,30 @@ def _lap_factors(score_norm: ScoreTable, durations: Optional[Mapping[str, float]
     return columns
 
 
+def _wespeaker_columns(table, quality: np.ndarray, trial_durations: Optional[Tuple[np.ndarray, np.ndarray]],
+                       max_dur: float) -> List[np.ndarray]:
+    """WeSpeaker's symmetrised measures (unrounded) from the four score-norm columns and the durations;
+    ``table`` (a score table or byte table) names the file and line of an error."""
+    pairs = []
+    if trial_durations is not None:
+        enroll_dur, test_dur = trial_durations
+        pairs.append((np.minimum(enroll_dur, max_dur), np.minimum(test_dur, max_dur), "duration"))
+    pairs.append((quality[:, 0], quality[:, 1], "magnitude"))
+    pairs.append((quality[:, 2], quality[:, 3], "cohort mean"))
+    return [column for first, second, what in pairs for column in _pair_features(first, second, what, table)]
+
+
+def _feature_matrix(scores: np.ndarray, columns: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """``(unrounded, features)``: the measures as computed, and the feature rows (score first, the measures
+    at the value of their 4-decimal text) that the model is trained on and applied to."""
+    unrounded = np.stack(columns, axis=1)
+    features = np.empty((len(scores), len(columns) + 1), dtype=np.float64)
+    features[:, 0] = scores
+    for c, column in enumerate(columns):
+        features[:, c + 1] = round_to_decimals(column, 4)  # the value of the 4-decimal text, without formatting it
+    return unrounded, features
+
+
 def gather_factors(score_norm: ScoreTable, durations: Optional[Mapping[str, float]],
                    max_dur: float = DEFAULT_MAX_DUR, feature_set: str = "wespeaker",
                    embeddings=None) -> CalibrationFactors:
@@ -207,19 +232,9 @@ def gather_factors(score_norm: ScoreTable, durations: Optional[Mapping[str, floa
     if feature_set == "lap":
         columns = _lap_factors(score_norm, durations, embeddings)
     else:
-        pairs = []
-        if durations is not None:
-            enroll_dur, test_dur = _trial_durations(score_norm, durations)
-            pairs.append((np.minimum(enroll_dur, max_dur), np.minimum(test_dur, max_dur), "duration"))
-        quality = score_norm.quality
-        pairs.append((quality[:, 0], quality[:, 1], "magnitude"))
-        pairs.append((quality[:, 2], quality[:, 3], "cohort mean"))
-        columns = [column for first, second, what in pairs for column in _pair_features(first, second, what, score_norm)]
-    unrounded = np.stack(columns, axis=1)
-    features = np.empty((len(score_norm), len(columns) + 1), dtype=np.float64)
-    features[:, 0] = score_norm.scores
-    for c, column in enumerate(columns):
-        features[:, c + 1] = round_to_decimals(column, 4)  # the value of the 4-decimal text, without formatting it
+        columns = _wespeaker_columns(score_norm, score_norm.quality,
+                                     None if durations is None else _trial_durations(score_norm, durations), max_dur)
+    unrounded, features = _feature_matrix(score_norm.scores, columns)
     return CalibrationFactors(path=score_norm.path, enroll=list(score_norm.enroll), test=list(score_norm.test),
                               labels=labels, features=features, feature_text=None,
                               line_numbers=score_norm.line_numbers, feature_names=names,
@@ -305,6 +320,74 @@ class CalibratedFile:
     is_target: Optional[np.ndarray]
 
 
+class _LineBlock:
+    """Consecutive trials of a score-norm file with their feature rows, for :func:`calibrate_score_file`:
+    the lines as a byte table (bulk path) or as a factor table (string path)."""
+
+    def __init__(self, lines: Union[ByteTable, CalibrationFactors], features: np.ndarray,
+                 is_target: Optional[np.ndarray]):
+        self.lines, self.features, self.is_target = lines, features, is_target
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def split(self, rows: int) -> Tuple["_LineBlock", "_LineBlock"]:
+        if isinstance(self.lines, ByteTable):
+            lines = self.lines
+            halves = [ByteTable(lines.path, lines.buffer, lines.starts[a:b], lines.lengths[a:b], lines.line_numbers[a:b])
+                      for a, b in ((0, rows), (rows, len(self)))]
+        else:
+            halves = list(_split_factors(self.lines, rows))
+        cut = (lambda v, a, b: None if v is None else v[a:b])
+        return (_LineBlock(halves[0], self.features[:rows], cut(self.is_target, 0, rows)),
+                _LineBlock(halves[1], self.features[rows:], cut(self.is_target, rows, len(self))))
+
+    def calibrated_lines(self, llrs: np.ndarray, labelled: bool) -> bytes:
+        """``enroll test llr [label]`` (llr at full precision, Python's shortest repr), as bytes."""
+        if not isinstance(self.lines, ByteTable):
+            return "".join(score_lines(self.lines.enroll, self.lines.test, llrs,
+                                       self.lines.labels if labelled else None, decimals=None)).encode()
+        text = ("\n".join(map(repr, np.asarray(llrs, dtype=np.float64).tolist())) + "\n").encode("ascii")
+        llr_table = parse_byte_table("llr", text, width=1)
+        columns = [self.lines.column_bytes(0), self.lines.column_bytes(1), llr_table.column_bytes(0)]
+        if labelled:
+            columns.append(self.lines.column_bytes(3))
+        return join_fields([(data, lengths, "left") for data, lengths in columns])
+
+
+def _line_blocks(input_path: PathLike, durations: Optional[Mapping[str, float]], max_dur: float, feature_set: str,
+                 embeddings, chunk_bytes: int) -> Iterator[_LineBlock]:
+    """The pieces of a score-norm file as :class:`_LineBlock` s: plain-ASCII pieces with WeSpeaker's features
+    are read in bulk; the others through :func:`gather_factors` (which gives the errors)."""
+    index = seconds = None
+    if feature_set == "wespeaker" and durations is not None and len(durations):
+        index = KeyIndex(list(durations))
+        seconds = np.fromiter(durations.values(), dtype=np.float64, count=len(durations))
+    for piece in iter_score_pieces(input_path, chunk_bytes=chunk_bytes):
+        lines = piece.lines
+        bulk = (isinstance(lines, ByteTable) and lines.num_columns in (7, 8) and feature_set == "wespeaker"
+                and (durations is None or (index is not None and index.usable)))
+        if bulk and durations is not None:
+            enroll_rows, test_rows = index.lookup(lines, 0), index.lookup(lines, 1)
+            bulk = enroll_rows.min(initial=0) >= 0 and test_rows.min(initial=0) >= 0
+        if bulk:
+            first = lines.num_columns - 4
+            quality = np.stack([byte_float_column(lines, first + i, name) for i, name in
+                                enumerate(("enroll_mag", "test_mag", "enroll_cohort_mean", "test_cohort_mean"))], axis=1)
+            trial_durations = None if durations is None else (seconds[enroll_rows], seconds[test_rows])
+            _, features = _feature_matrix(piece.scores, _wespeaker_columns(lines, quality, trial_durations, max_dur))
+            yield _LineBlock(lines, features, piece.is_target)
+            continue
+        table = score_table_of(as_text_table(lines)) if isinstance(lines, ByteTable) else lines
+        if table.quality is None:
+            raise DataFileError(table.path, table.line_of(0),
+                                "not a score-norm file: expected 'enroll test score [label] enroll_mag test_mag "
+                                "enroll_cohort_mean test_cohort_mean' (7 or 8 fields)")
+        factors = gather_factors(table, durations, max_dur, feature_set, embeddings)
+        is_target = None if table.labels is None else table.is_target
+        yield _LineBlock(factors, factors.features, is_target)
+
+
 def calibrate_score_file(state_dict: Mapping[str, torch.Tensor], input_path: PathLike, output_path: PathLike,
                          durations: Optional[Mapping[str, float]], max_dur: float = DEFAULT_MAX_DUR,
                          feature_set: str = "wespeaker", embeddings=None, float32_weights: bool = False,
@@ -315,20 +398,67 @@ def calibrate_score_file(state_dict: Mapping[str, torch.Tensor], input_path: Pat
     The output (and the factor file, when ``factors_path`` is given) is the same as
     :func:`write_calibrated_scores` of :func:`apply_qmf` on the whole table for files of up to ``rows``
     trials; longer files are applied in blocks of ``rows`` (:data:`APPLY_ROWS`), so memory does not grow
-    with the number of trials. Both outputs are written atomically.
+    with the number of trials. Both outputs are written atomically. Plain-ASCII pieces are gathered and
+    written in bulk (:mod:`wespk.io.byte_table`) unless a factor file is asked for; the bytes are the same.
     """
+    if factors_path is not None:
+        return _calibrate_score_file_with_factors(state_dict, input_path, output_path, durations, max_dur,
+                                                  feature_set, embeddings, float32_weights, factors_path, rows,
+                                                  chunk_bytes)
     scores, llrs, targets = [], [], []
     labelled = None
-    with atomic_output(output_path) as out, \
-            (atomic_output(factors_path) if factors_path is not None else contextlib.nullcontext()) as factor_file:
+    with atomic_output(output_path, "wb") as out:
+        def flush(parts: Sequence[_LineBlock]) -> None:
+            """Apply the model to the rows of ``parts`` as one block, then write each part's lines."""
+            nonlocal labelled
+            features = parts[0].features if len(parts) == 1 else np.concatenate([p.features for p in parts])
+            block_llrs = apply_qmf(state_dict, features, float32_weights)
+            if labelled is None:
+                labelled = parts[0].is_target is not None
+            start = 0
+            for part in parts:
+                out.write(part.calibrated_lines(block_llrs[start:start + len(part)], labelled))
+                start += len(part)
+                if labelled:
+                    targets.append(part.is_target)
+            scores.append(features[:, 0].copy())
+            llrs.append(block_llrs)
+
+        pending: List[_LineBlock] = []
+        count = 0
+        for block in _line_blocks(input_path, durations, max_dur, feature_set, embeddings, chunk_bytes):
+            pending.append(block)
+            count += len(block)
+            while count >= rows:  # the same blocks of ``rows`` trials as iter_factor_blocks
+                taken, size = [], 0
+                while size < rows:
+                    part = pending.pop(0)
+                    if size + len(part) > rows:
+                        part, rest = part.split(rows - size)
+                        pending.insert(0, rest)
+                    taken.append(part)
+                    size += len(part)
+                flush(taken)
+                count -= rows
+        if pending:
+            flush(pending)
+    return CalibratedFile(path=str(input_path), scores=np.concatenate(scores), llrs=np.concatenate(llrs),
+                          is_target=np.concatenate(targets) if labelled else None)
+
+
+def _calibrate_score_file_with_factors(state_dict, input_path, output_path, durations, max_dur, feature_set,
+                                       embeddings, float32_weights, factors_path, rows, chunk_bytes) -> CalibratedFile:
+    """:func:`calibrate_score_file` with the factor file written too (the string path)."""
+    scores, llrs, targets = [], [], []
+    labelled = None
+    with atomic_output(output_path) as out, atomic_output(factors_path) as factor_file:
         for block in iter_factor_blocks(input_path, durations, max_dur, feature_set, embeddings, rows, chunk_bytes):
             block_llrs = apply_qmf(state_dict, block.features, float32_weights)
             if labelled is None:
                 labelled = not all(label == UNKNOWN_LABEL for label in block.labels)
             out.writelines(score_lines(block.enroll, block.test, block_llrs, block.labels if labelled else None,
                                        decimals=None))
-            if factor_file is not None:
-                factor_file.writelines(factor_lines(block))
+            factor_file.writelines(factor_lines(block))
             scores.append(block.features[:, 0].copy())
             llrs.append(block_llrs)
             if labelled:

@@ -99,14 +99,14 @@ def read_score_file(path: PathLike, require_labels: bool = False) -> ScoreTable:
 
     Column 3 is the score, column 4 the label (``target`` or ``nontarget``).
     """
-    return _score_table(read_text_table(path, SCORE_FILE_WIDTHS, "score file"), require_labels)
+    return score_table_of(read_text_table(path, SCORE_FILE_WIDTHS, "score file"), require_labels)
 
 
 def iter_score_file(path: PathLike, require_labels: bool = False,
                     chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[ScoreTable]:
     """:func:`read_score_file` in consecutive pieces (whole lines, file order), for files of any length."""
     for table in iter_text_table(path, SCORE_FILE_WIDTHS, "score file", chunk_bytes):
-        yield _score_table(table, require_labels)
+        yield score_table_of(table, require_labels)
 
 
 @dataclass
@@ -150,7 +150,7 @@ def iter_score_pieces(path: PathLike, require_labels: bool = False, keys: Option
             if (has_label or not require_labels) and (is_target is not None or not has_label) and rows is not None:
                 yield ScorePiece(piece, byte_float_column(piece, 2, "score"), is_target, *rows)
                 continue
-        table = _score_table(as_text_table(piece), require_labels)
+        table = score_table_of(as_text_table(piece), require_labels)
         rows = (index_trial_keys(table.trial_list(), keys.row_of, keys.source) if keys is not None
                 else (None, None))
         yield ScorePiece(table, table.scores, table.is_target if table.labels is not None else None, *rows)
@@ -169,7 +169,8 @@ def read_scores_and_targets(path: PathLike, chunk_bytes: int = DEFAULT_CHUNK_BYT
     return np.concatenate(scores), np.concatenate(targets)
 
 
-def _score_table(table: TextTable, require_labels: bool) -> ScoreTable:
+def score_table_of(table: TextTable, require_labels: bool = False) -> ScoreTable:
+    """The :class:`ScoreTable` of a score-file :class:`TextTable` (labels and numbers checked)."""
     width = table.num_columns
     has_label = width in (4, 8)
     if require_labels and not has_label:
