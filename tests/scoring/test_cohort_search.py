@@ -80,6 +80,23 @@ def test_candidate_search_equals_the_full_product_bit_for_bit(monkeypatch, case,
 
 
 @needs_kernel
+def test_blocks_searched_before_torch_is_ready_give_the_same_bits(monkeypatch):
+    """score_norm searches in float32 while torch is still being imported, then in bf16: one result."""
+    monkeypatch.setattr(cohort_search, "cpu_has_native_bf16", lambda: True)
+    embeddings, cohort = random_set(6, 700, 500, 64, offset_scale=1.0)
+    reference = cohort_score_stats(embeddings, cohort, 50, progress=False, exact=True)
+    asked = []
+
+    def bf16_ready():
+        asked.append(len(asked) >= 3)  # the first three blocks before torch is "imported"
+        return asked[-1]
+
+    mean, std = cohort_score_stats(embeddings, cohort, 50, chunk_rows=100, progress=False, bf16_ready=bf16_ready)
+    assert np.array_equal(mean, reference[0]) and np.array_equal(std, reference[1])
+    assert asked[:4] == [False, False, False, True]  # both kinds of block ran (bf16 stays on once started)
+
+
+@needs_kernel
 def test_rows_the_check_rejects_are_recomputed(monkeypatch, caplog):
     """With a negative slack the candidates miss part of the top N: the check must catch every such row."""
     embeddings, cohort = random_set(4, 500, 400, 64)

@@ -150,12 +150,16 @@ def parse_byte_table(path: str, data: bytes, first_line: int = 1,
     body = buffer[:len(data)]
     if len(body) == 0:
         return None
-    is_separator = _SEPARATOR[body]
-    # plain: nothing above 0x7e, and every byte below 0x21 is a separator
-    if int(body.max()) > 0x7e or np.count_nonzero(body < 0x21) != np.count_nonzero(is_separator):
+    if int(body.max()) > 0x7e:
         return None
-    starts = np.flatnonzero(is_separator[:-1] & ~is_separator[1:]) + 1  # separator -> field
-    ends = np.flatnonzero(~is_separator[:-1] & is_separator[1:]) + 1  # field -> separator
+    is_separator = body <= 0x20
+    # plain: every byte below 0x21 is a separator (checked byte by byte only when not all are spaces/newlines)
+    low = np.count_nonzero(is_separator)
+    if low != np.count_nonzero(body == 0x20) + np.count_nonzero(body == 0x0a) and not _SEPARATOR[body[is_separator]].all():
+        return None
+    change = np.diff(is_separator.view(np.int8))
+    starts = np.flatnonzero(change == -1) + 1  # separator -> field
+    ends = np.flatnonzero(change == 1) + 1  # field -> separator
     if not is_separator[0]:
         starts = np.concatenate(([0], starts))
     if not is_separator[-1]:
@@ -165,16 +169,33 @@ def parse_byte_table(path: str, data: bytes, first_line: int = 1,
     line_ends = np.flatnonzero(body == ord("\n"))
     if len(line_ends) == 0 or line_ends[-1] != len(body) - 1:
         line_ends = np.concatenate((line_ends, [len(body)]))
-    # fields per line: how many field starts lie before each line end (fields never span lines)
+    lines = _lines_of_rows(starts, ends, line_ends, width)
+    if lines is None:
+        return None
+    width = len(starts) // len(lines)
+    return ByteTable(path=str(path), buffer=buffer, starts=starts.reshape(-1, width),
+                     lengths=(ends - starts).reshape(-1, width), line_numbers=lines + first_line)
+
+
+def _lines_of_rows(starts: np.ndarray, ends: np.ndarray, line_ends: np.ndarray,
+                   width: Optional[int]) -> Optional[np.ndarray]:
+    """0-based line of each row when every non-blank line has the same number of fields (``width`` if
+    given), else None. ``line_ends`` are the positions of the newlines (and of the end of an unterminated
+    last line); fields never span lines."""
+    if width is None or len(starts) == width * len(line_ends):
+        # no blank line: row i must lie on line i, i.e. end before newline i and start after newline i - 1
+        guess = width or (len(starts) // len(line_ends) if len(starts) % len(line_ends) == 0 else 0)
+        if guess and len(starts) == guess * len(line_ends):
+            first, last = starts[::guess], ends[guess - 1::guess]
+            if np.all(last <= line_ends) and np.all(first[1:] > line_ends[:-1]):
+                return np.arange(len(line_ends))
+    # fields per line: how many field starts lie before each line end
     counts = np.diff(np.searchsorted(starts, line_ends), prepend=0)
     lines = np.flatnonzero(counts)
     widths = counts[lines]
-    if width is None:
-        width = int(widths[0])
-    if np.any(widths != width):
+    if np.any(widths != (widths[0] if width is None else width)):
         return None
-    return ByteTable(path=str(path), buffer=buffer, starts=starts.reshape(-1, width),
-                     lengths=(ends - starts).reshape(-1, width), line_numbers=lines + first_line)
+    return lines
 
 
 def _hash_words(words: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -210,22 +231,53 @@ class KeyIndex:
         self.words = table.words(0, self.num_words)
         self.lengths = lengths
         hashes = _hash_words(self.words, lengths)
-        self.order = np.argsort(hashes, kind="stable")
-        self.sorted_hashes = hashes[self.order]
-        if len(keys) > 1 and np.any(self.sorted_hashes[1:] == self.sorted_hashes[:-1]):
+        if len(keys) > 1 and np.any(np.diff(np.sort(hashes)) == 0):
             return
+        self.hashes = hashes
+        # open addressing with linear probing, at most a quarter full: a lookup reads one or two slots
+        self.bits = max(4, int(np.ceil(np.log2(len(keys)))) + 2)
+        self.slots = np.full(1 << self.bits, -1, dtype=np.int32 if len(keys) < 2 ** 31 else np.int64)
+        home = self._home(hashes)
+        pending = np.arange(len(keys))
+        probe = 0
+        while len(pending):
+            slot = (home[pending] + probe) & (len(self.slots) - 1)
+            free = np.flatnonzero(self.slots[slot] < 0)
+            taken, first = np.unique(slot[free], return_index=True)  # one key per free slot
+            self.slots[taken] = pending[free[first]]
+            placed = np.zeros(len(pending), dtype=bool)
+            placed[free[first]] = True
+            pending = pending[~placed]
+            probe += 1
         self.usable = True
+
+    def _home(self, hashes: np.ndarray) -> np.ndarray:
+        return (hashes >> np.uint64(64 - self.bits)).astype(np.int64)
 
     def lookup(self, table: ByteTable, column: int) -> np.ndarray:
         """int64 row of each field of ``column``; -1 where the field is not one of the keys."""
         lengths = table.lengths[:, column]
         words = table.words(column, self.num_words)
         hashes = _hash_words(words, lengths)
-        position = np.minimum(np.searchsorted(self.sorted_hashes, hashes), len(self.sorted_hashes) - 1)
-        rows = self.order[position]
-        found = (self.sorted_hashes[position] == hashes) & (self.lengths[rows] == lengths)
-        found &= np.all(self.words[rows] == words, axis=1)  # the bytes themselves, not only the hash
-        return np.where(found, rows, -1)
+        rows = np.full(len(hashes), -1, dtype=np.int64)
+        open_ = np.arange(len(hashes))
+        slot = self._home(hashes)
+        mask = len(self.slots) - 1
+        while len(open_):
+            candidate = self.slots[slot[open_]].astype(np.int64)
+            hit = candidate >= 0
+            match = hit.copy()
+            match[hit] = self.hashes[candidate[hit]] == hashes[open_[hit]]
+            rows[open_[match]] = candidate[match]
+            more = hit & ~match  # an occupied slot of another key: probe the next one
+            open_ = open_[more]
+            slot[open_] = (slot[open_] + 1) & mask
+        found = rows >= 0
+        rows_found = rows[found]
+        same = self.lengths[rows_found] == lengths[found]
+        same &= np.all(self.words[rows_found] == words[found], axis=1)  # the bytes themselves, not only the hash
+        rows[np.flatnonzero(found)[~same]] = -1
+        return rows
 
 
 def parse_decimals(table: ByteTable, column: int) -> Tuple[np.ndarray, np.ndarray]:

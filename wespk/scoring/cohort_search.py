@@ -38,6 +38,7 @@ as tensor operations.
 """
 
 import functools
+import importlib
 import logging
 import math
 import threading
@@ -154,22 +155,46 @@ def _kernel():
     return candidates
 
 
-def preload_in_background() -> threading.Thread:
-    """Start importing what the search needs (numba and its cached kernel, torch for bf16) in a thread.
+class Preload:
+    """What :func:`preload_in_background` started: ``numba`` (the kernel) first, then ``torch`` (for bf16).
 
-    The imports take about a second; a caller that reads its input files meanwhile joins the thread
-    before computing. Errors are left for the main thread to meet (it imports the same modules).
+    ``kernel_loaded()`` blocks until the kernel is importable; ``bf16_ready()`` says, without blocking,
+    whether torch has been imported (until then the search runs in float32 with numpy: the same result).
     """
-    def work() -> None:
+
+    def __init__(self):
+        self._kernel = threading.Event()
+        self._torch = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="cohort-search-preload", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
         try:
-            if _kernel() is not None and cpu_has_native_bf16():
-                import torch  # noqa: F401
+            _kernel()
+            self._kernel.set()
+            if cpu_has_native_bf16():
+                importlib.import_module("torch")
+                self._torch.set()
         except Exception:  # noqa: BLE001 - raised again, with its traceback, where the main thread imports
             pass
+        finally:
+            self._kernel.set()
 
-    thread = threading.Thread(target=work, name="cohort-search-preload", daemon=True)
-    thread.start()
-    return thread
+    def kernel_loaded(self) -> None:
+        self._kernel.wait()
+
+    def bf16_ready(self) -> bool:
+        return self._torch.is_set()
+
+
+def preload_in_background() -> Preload:
+    """Start importing what the search needs (numba and its cached kernel, then torch for bf16) in a thread.
+
+    The imports take about a second; a caller that reads its input files meanwhile waits for the kernel
+    only (:meth:`Preload.kernel_loaded`) and passes :meth:`Preload.bf16_ready` to :class:`CohortSearch`,
+    which searches in float32 until torch is there. Errors are left for the main thread to meet.
+    """
+    return Preload()
 
 
 def kernel_available() -> bool:
@@ -197,44 +222,62 @@ def checked_top(found: np.ndarray, counts: np.ndarray, taus: np.ndarray, top_n: 
 class CohortSearch:
     """The search product of one cohort and the kernel that turns it into exact top-N scores (CPU)."""
 
-    def __init__(self, grid_cohort: np.ndarray, grid_bits: int, top_n: int):
+    def __init__(self, grid_cohort: np.ndarray, grid_bits: int, top_n: int,
+                 bf16_ready: Optional[Callable[[], bool]] = None):
+        """``bf16_ready`` (optional) says whether torch may be used yet on a CPU with native bf16 (a block
+        searched before that runs in float32; the statistics are the same); without it torch is imported
+        here when the CPU has native bf16."""
         self.top_n = top_n
         self.width = grid_cohort.shape[0]
         self.units = float(2 ** grid_bits)
         self.scale = 2.0 ** (-2 * grid_bits)
         self.cohort_int = np.rint(grid_cohort * self.units).astype(np.int32)
         cohort_norm = float(np.sqrt((grid_cohort * grid_cohort).sum(axis=1)).max())
-        self.bf16 = cpu_has_native_bf16()
-        if self.bf16:
-            import torch
-
-            self._torch = torch
-            self.cohort_search = torch.from_numpy(grid_cohort.astype(np.float32)).to(torch.bfloat16).T
-            # rows and cohort go float64 -> float32 -> bf16: two roundings, within 2**-8 + 2**-23
-            self.c1, self.c2 = search_error_bound(BF16_UNIT + 2 * FP32_UNIT, BF16_UNIT, grid_cohort.shape[1], 1.0,
-                                                  cohort_norm)
-        else:
-            self.cohort_search = np.ascontiguousarray(grid_cohort.T.astype(np.float32))
-            self.c1, self.c2 = search_error_bound(FP32_UNIT, 0.0, grid_cohort.shape[1], 1.0, cohort_norm)
+        self.dim = grid_cohort.shape[1]
+        self._grid_cohort = grid_cohort
+        self._has_bf16 = cpu_has_native_bf16()
+        self._bf16_ready = bf16_ready if bf16_ready is not None else (lambda: True)
+        self._bf16 = None  # (torch, cohort as bf16 [dim, C]) once bf16 is in use
+        # rows and cohort go float64 -> float32 -> bf16: two roundings, within 2**-8 + 2**-23
+        self.bf16_margin = search_error_bound(BF16_UNIT + 2 * FP32_UNIT, BF16_UNIT, self.dim, 1.0, cohort_norm)
+        self.fp32_margin = search_error_bound(FP32_UNIT, 0.0, self.dim, 1.0, cohort_norm)
+        self.cohort_search = np.ascontiguousarray(grid_cohort.T.astype(np.float32))
         self._candidates = _kernel()
         self._found = None
-        self._search_out = None
-        logger.debug("cohort search in %s, margin %.3g + %.3g |s|", "bf16" if self.bf16 else "float32",
-                     self.c1, self.c2)
+        self._search_out = {}
+        if self._has_bf16 and bf16_ready is None:
+            self._start_bf16()
 
-    def search_scores(self, grid_rows: np.ndarray) -> np.ndarray:
+    def _start_bf16(self) -> None:
+        import torch
+
+        self._bf16 = (torch, torch.from_numpy(self._grid_cohort.astype(np.float32)).to(torch.bfloat16).T)
+        logger.debug("cohort search in bf16, margin %.3g + %.3g |s|", *self.bf16_margin)
+
+    @property
+    def bf16(self) -> bool:
+        """Whether the next block is searched in bf16."""
+        if self._bf16 is None and self._has_bf16 and self._bf16_ready():
+            self._start_bf16()
+        return self._bf16 is not None
+
+    def _buffer(self, kind: str, num: int, make):
+        # kept across blocks, like the candidate buffer (page faults of a fresh output cost 30 % of the product)
+        buffer = self._search_out.get(kind)
+        if buffer is None or len(buffer) < num:
+            buffer = self._search_out[kind] = make(num)
+        return buffer[:num]
+
+    def search_scores(self, grid_rows: np.ndarray, bf16: Optional[bool] = None) -> np.ndarray:
         """Approximate scores of ``grid_rows`` against the cohort (bf16 bit patterns as int16, or float32)."""
         num = grid_rows.shape[0]
-        if self._search_out is None or len(self._search_out) < num:
-            # kept across blocks, like the candidate buffer (page faults of a fresh output cost 30 % of the product)
-            self._search_out = (self._torch.empty((num, self.width), dtype=self._torch.bfloat16) if self.bf16
-                                else np.empty((num, self.width), dtype=np.float32))
-        out = self._search_out[:num]
-        if self.bf16:
-            torch = self._torch
+        if self.bf16 if bf16 is None else bf16:
+            torch, cohort = self._bf16
+            out = self._buffer("bf16", num, lambda n: torch.empty((n, self.width), dtype=torch.bfloat16))
             rows = torch.from_numpy(grid_rows.astype(np.float32)).to(torch.bfloat16)
-            torch.mm(rows, self.cohort_search, out=out)
+            torch.mm(rows, cohort, out=out)
             return out.view(torch.int16).numpy()
+        out = self._buffer("fp32", num, lambda n: np.empty((n, self.width), dtype=np.float32))
         return np.matmul(grid_rows.astype(np.float32), self.cohort_search, out=out)
 
     def block_stats(self, grid_rows: np.ndarray, stats: Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]],
@@ -245,9 +288,11 @@ class CohortSearch:
         The search product runs on torch's or BLAS's threads, the rest (kernel, sort, check, statistics) on
         ``threads`` Python threads, a range of rows each (numba and numpy release the GIL).
         """
-        search = self.search_scores(grid_rows)
+        bf16 = self.bf16
+        search = self.search_scores(grid_rows, bf16)
         num = grid_rows.shape[0]
-        c1 = self.c1 * float(np.sqrt((grid_rows * grid_rows).sum(axis=1)).max())  # c1 scales with max |a|
+        c1, c2 = self.bf16_margin if bf16 else self.fp32_margin
+        c1 *= float(np.sqrt((grid_rows * grid_rows).sum(axis=1)).max())  # c1 scales with max |a|
         rows_int = grid_rows * self.units  # exact: integers in float64
         if self._found is None or len(self._found) < num:
             # kept across blocks: a fresh [rows, C] buffer per block costs more in page faults than the kernel
@@ -260,9 +305,9 @@ class CohortSearch:
         proven = np.empty(num, dtype=bool)
 
         def run(lo: int, hi: int) -> None:
-            self._candidates(search[lo:hi], self.bf16, rows_int[lo:hi], self.cohort_int, self.top_n, c1,
-                             self.c2, SEARCH_SLACK, self.scale, found[lo:hi], counts[lo:hi], taus[lo:hi])
-            top, ok = checked_top(found[lo:hi], counts[lo:hi], taus[lo:hi], self.top_n, c1, self.c2)
+            self._candidates(search[lo:hi], bf16, rows_int[lo:hi], self.cohort_int, self.top_n, c1, c2,
+                             SEARCH_SLACK, self.scale, found[lo:hi], counts[lo:hi], taus[lo:hi])
+            top, ok = checked_top(found[lo:hi], counts[lo:hi], taus[lo:hi], self.top_n, c1, c2)
             proven[lo:hi] = ok
             rows = np.flatnonzero(ok)
             mean[lo + rows], std[lo + rows] = stats(top[rows])

@@ -40,7 +40,7 @@ bits; ``exact=True`` computes every row the full way.
 import logging
 import os
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from tqdm import tqdm
@@ -162,7 +162,8 @@ def _proven_stats(top: np.ndarray, proven: np.ndarray) -> Tuple[np.ndarray, np.n
 def cohort_score_stats(embeddings: np.ndarray, cohort: np.ndarray, top_n: Optional[int] = None,
                        chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = True,
                        threads: Optional[int] = None, device: Optional[str] = None,
-                       exact: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+                       exact: bool = False,
+                       bf16_ready: Optional[Callable[[], bool]] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Mean and population std of each embedding's top-N cosine scores against a cohort.
 
     ``embeddings`` ``[N, dim]`` and ``cohort`` ``[C, dim]`` are float32 and
@@ -179,7 +180,9 @@ def cohort_score_stats(embeddings: np.ndarray, cohort: np.ndarray, top_n: Option
     float64 product with numpy), ``"auto"`` uses a GPU when one is present
     (else the CPU path), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` run the search,
     the product and the selection with torch on that device. ``exact`` forces
-    the full float64 product for every row.
+    the full float64 product for every row. ``bf16_ready`` (CPU search only) says whether torch may be
+    used yet for a bf16 search product (:class:`~wespk.scoring.cohort_search.Preload`); blocks before
+    that are searched in float32, with the same result.
     """
     embeddings, cohort, top_n = _check_inputs(embeddings, cohort, top_n)
     num_cohort = cohort.shape[0]
@@ -197,7 +200,7 @@ def cohort_score_stats(embeddings: np.ndarray, cohort: np.ndarray, top_n: Option
         exact_scores = np.empty((chunk_rows, num_cohort), dtype=np.float64)
         buffer = np.empty((chunk_rows, num_cohort), dtype=np.float32)
         if use_search and kernel_available():
-            search = CohortSearch(grid_cohort, GRID_BITS, top_n)
+            search = CohortSearch(grid_cohort, GRID_BITS, top_n, bf16_ready)
         elif use_search:
             logger.info("numba is not installed: cohort statistics from the full float64 product (same result, "
                         "slower)")
@@ -279,17 +282,18 @@ def _rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 def used_row_statistics(embeddings: np.ndarray, used: np.ndarray, cohort: np.ndarray, top_n: Optional[int],
                         chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = True,
-                        device: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        device: Optional[str] = None,
+                        bf16_ready: Optional[Callable[[], bool]] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cohort mean, std and magnitude (L2 norm) of the ``used`` rows of ``embeddings``, indexed by row.
 
-    Rows that are not used hold NaN. The magnitudes are taken in blocks, so no
+    Rows that are not used hold NaN. ``bf16_ready`` as in :func:`cohort_score_stats`. The magnitudes are taken in blocks, so no
     temporary as large as the matrix is made.
     """
     embeddings = np.asarray(embeddings, dtype=np.float32)
     logger.info("cohort statistics for %d utterances against %d cohort embeddings (top_n %s)",
                 len(used), len(cohort), "all" if top_n is None else top_n)
     used_mean, used_std = cohort_score_stats(_rows(embeddings, used), cohort, top_n, chunk_rows, progress,
-                                             device=device)
+                                             device=device, bf16_ready=bf16_ready)
     mean = np.full(embeddings.shape[0], np.nan, dtype=np.float32)
     std = np.full(embeddings.shape[0], np.nan, dtype=np.float32)
     mean[used] = used_mean
@@ -374,9 +378,9 @@ def normalize_score_files(input_paths: Sequence[PathLike], output_paths: Sequenc
             if keep:
                 kept.setdefault(str(path), []).append(piece)
     if preload is not None:
-        preload.join()
+        preload.kernel_loaded()
     mean, std, magnitude = used_row_statistics(embeddings, np.flatnonzero(mask), cohort, top_n, chunk_rows,
-                                               progress, device)
+                                               progress, device, None if preload is None else preload.bf16_ready)
     for path, output_path in zip(input_paths, output_paths):
         count = 0
         with atomic_output(output_path, "wb") as f:
