@@ -148,3 +148,20 @@ def test_calibrate_bulk_equals_string_path_across_pieces_and_blocks(golden_scori
     with pytest.raises(DataFileError, match=f"no duration \\(utt2dur\\) for '{first[0]}'"):
         calibrate_score_file(state, path, tmp_path / "missing.score", durations, chunk_bytes=1000)
     assert not (tmp_path / "missing.score").exists()
+
+
+def test_statistics_of_all_rows_when_nearly_all_are_used_and_unused_rows_do_not_matter():
+    """With >= 90 % of the rows used, every row's statistics are computed (no copy); an unused all-zero row
+    must not make it fail, and the used rows get the same bits either way."""
+    from wespk.scoring.score_norm import used_row_statistics
+
+    rng = np.random.default_rng(5)
+    embeddings = rng.standard_normal((50, 16)).astype(np.float32)
+    cohort = rng.standard_normal((30, 16)).astype(np.float32)
+    embeddings[7] = 0  # unused
+    used = np.delete(np.arange(50), [7, 20])
+    mean, std, _ = used_row_statistics(embeddings, used, cohort, 10, progress=False)
+    few = used[:10]
+    few_mean, few_std, _ = used_row_statistics(embeddings, few, cohort, 10, progress=False)  # only these rows
+    assert np.array_equal(mean[few], few_mean[few]) and np.array_equal(std[few], few_std[few])
+    assert np.isnan(mean[7]) and np.isnan(mean[20]) and np.isfinite(mean[used]).all()

@@ -53,8 +53,6 @@ logger = logging.getLogger(__name__)
 #: Added to the candidate margin so that the a-posteriori check almost never fails (a row that fails is
 #: recomputed exactly). 1e-3 adds about 1 % more candidates on a 5,994-speaker cohort.
 SEARCH_SLACK = 1e-3
-#: Histogram bins over [-2, 2) for the search scores (width 2**-10, the bf16 spacing just above 0.125).
-HISTOGRAM_BINS = 4096
 #: Rows per task of the kernel.
 KERNEL_ROWS = 256
 BF16_UNIT = 2.0 ** -8
@@ -93,66 +91,21 @@ def cpu_has_native_bf16() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _kernel():
-    """The compiled per-row kernel, or None when numba is not installed."""
+    """The compiled per-row kernel (:mod:`wespk.scoring.cohort_kernel`), or None when numba is not installed."""
     try:
-        import numba
+        from wespk.scoring import cohort_kernel
     except ImportError:
         return None
-    njit = numba.njit
-    cache = True  # next to this file, or in numba's user-wide cache when the install is read-only
-    bins = HISTOGRAM_BINS
+    return cohort_kernel.candidates
 
-    @njit(nogil=True, cache=cache, fastmath={"reassoc", "contract"})
-    def exact_dot(a, b):
-        # a and b hold integers below 2**26 in magnitude: every product and partial sum is an integer below
-        # 2**53, exact in float64, so the order of the additions (vectorised here) does not matter
-        total = 0.0
-        for k in range(a.shape[0]):
-            total += a[k] * np.float64(b[k])
-        return total
 
-    @njit(nogil=True, cache=cache)
-    def candidates(search, is_bf16, rows, cohort, top_n, c1, c2, slack, scale, found, counts, taus):
-        num, width = search.shape
-        bits = np.empty(width, np.uint32)
-        row = bits.view(np.float32)
-        hist = np.zeros(bins, np.int64)
-        index = np.empty(width, np.int64)
-        per_unit = bins / 4.0
-        for i in range(num):
-            source = search[i]
-            if is_bf16:  # bf16 bit patterns: the high half of the float32 pattern
-                for j in range(width):
-                    bits[j] = np.uint32(np.uint16(source[j])) << 16
-            else:
-                for j in range(width):
-                    row[j] = source[j]
-            hist[:] = 0
-            for j in range(width):
-                b = int((row[j] + 2.0) * per_unit)
-                hist[min(max(b, 0), bins - 1)] += 1
-            seen = 0
-            b = bins - 1
-            while b > 0:
-                seen += hist[b]
-                if seen >= top_n:
-                    break
-                b -= 1
-            # every value in bins >= b is >= the bin's lower edge (less a hair for the rounding of the bin
-            # computation): at least top_n search scores are >= t_lo
-            t_lo = b / per_unit - 2.0 - 2.0 ** -30
-            tau = t_lo - (c1 + 2 * c2 * abs(t_lo)) - slack  # one more output rounding: slack for the check
-            count = 0
-            for j in range(width):
-                index[count] = j
-                count += row[j] >= tau
-            a = rows[i]
-            for j in range(count):
-                found[i, j] = np.float32(exact_dot(a, cohort[index[j]]) * scale)
-            counts[i] = count
-            taus[i] = tau
-
-    return candidates
+def warm_up_kernel(kernel, bf16: bool) -> None:
+    """Call the kernel once on a tiny block with the argument types of :meth:`CohortSearch.block_stats`
+    (bf16 or float32 search scores), so that loading its code is not paid by the first real block."""
+    search = np.zeros((2, 4), dtype=np.int16 if bf16 else np.float32)
+    found = np.zeros((2, 4), dtype=np.float32)
+    kernel(search, bf16, np.zeros((2, 2)), np.zeros((4, 2), dtype=np.int32), 1, 0.0, 0.0, SEARCH_SLACK, 1.0, found,
+           np.zeros(2, dtype=np.int64), np.zeros(2))
 
 
 class Preload:
@@ -170,7 +123,9 @@ class Preload:
 
     def _work(self) -> None:
         try:
-            _kernel()
+            kernel = _kernel()
+            if kernel is not None:  # the first call loads the machine code from numba's cache (half a second)
+                warm_up_kernel(kernel, cpu_has_native_bf16())
             self._kernel.set()
             if cpu_has_native_bf16():
                 importlib.import_module("torch")

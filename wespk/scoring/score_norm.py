@@ -275,6 +275,11 @@ class ScoreNormResult:
     magnitude: np.ndarray
 
 
+#: When the trials use at least this share of the embeddings, the statistics are computed for all of them
+#: (the few extra rows cost less than copying the used ones out of a large matrix).
+ALL_ROWS_SHARE = 0.9
+
+
 def _rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``matrix[rows]`` for sorted unique ``rows``, without a copy when they are all the rows."""
     return matrix if len(rows) == len(matrix) else matrix[rows]
@@ -292,8 +297,18 @@ def used_row_statistics(embeddings: np.ndarray, used: np.ndarray, cohort: np.nda
     embeddings = np.asarray(embeddings, dtype=np.float32)
     logger.info("cohort statistics for %d utterances against %d cohort embeddings (top_n %s)",
                 len(used), len(cohort), "all" if top_n is None else top_n)
-    used_mean, used_std = cohort_score_stats(_rows(embeddings, used), cohort, top_n, chunk_rows, progress,
+    # a row's statistics depend on that row only, so computing them for unused rows too changes nothing
+    rows = used
+    if len(used) >= ALL_ROWS_SHARE * len(embeddings):
+        unused = np.ones(len(embeddings), dtype=bool)
+        unused[used] = False
+        norms = np.linalg.norm(embeddings[unused], axis=1)
+        if np.all(np.isfinite(norms) & (norms > 0)):  # an unused bad row must not stop the others
+            rows = np.arange(len(embeddings))
+    used_mean, used_std = cohort_score_stats(_rows(embeddings, rows), cohort, top_n, chunk_rows, progress,
                                              device=device, bf16_ready=bf16_ready)
+    if len(rows) != len(used):
+        used_mean, used_std = used_mean[used], used_std[used]
     mean = np.full(embeddings.shape[0], np.nan, dtype=np.float32)
     std = np.full(embeddings.shape[0], np.nan, dtype=np.float32)
     mean[used] = used_mean

@@ -1,0 +1,66 @@
+"""The compiled per-row kernel of :mod:`wespk.scoring.cohort_search` (numba, an optional package).
+
+Its own module, with the functions at module level, so that numba's on-disk cache (``cache=True``,
+``__pycache__`` next to this file) is reused by every process: defined inside a function and calling
+another jitted closure, the kernel missed the cache and was compiled again (about 1.5 s) in each process.
+Imported only by :func:`wespk.scoring.cohort_search._kernel`, which falls back to the exact path without
+numba.
+"""
+
+import numba
+import numpy as np
+
+#: Histogram bins over [-2, 2) for the search scores (width 2**-10, the bf16 spacing just above 0.125).
+HISTOGRAM_BINS = 4096
+
+
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def exact_dot(a, b):
+    # a and b hold integers below 2**26 in magnitude: every product and partial sum is an integer below
+    # 2**53, exact in float64, so the order of the additions (vectorised here) does not matter
+    total = 0.0
+    for k in range(a.shape[0]):
+        total += a[k] * np.float64(b[k])
+    return total
+
+
+@numba.njit(nogil=True, cache=True)
+def candidates(search, is_bf16, rows, cohort, top_n, c1, c2, slack, scale, found, counts, taus):
+    num, width = search.shape
+    bits = np.empty(width, np.uint32)
+    row = bits.view(np.float32)
+    hist = np.zeros(HISTOGRAM_BINS, np.int64)
+    index = np.empty(width, np.int64)
+    per_unit = HISTOGRAM_BINS / 4.0
+    for i in range(num):
+        source = search[i]
+        if is_bf16:  # bf16 bit patterns: the high half of the float32 pattern
+            for j in range(width):
+                bits[j] = np.uint32(np.uint16(source[j])) << 16
+        else:
+            for j in range(width):
+                row[j] = source[j]
+        hist[:] = 0
+        for j in range(width):
+            b = int((row[j] + 2.0) * per_unit)
+            hist[min(max(b, 0), HISTOGRAM_BINS - 1)] += 1
+        seen = 0
+        b = HISTOGRAM_BINS - 1
+        while b > 0:
+            seen += hist[b]
+            if seen >= top_n:
+                break
+            b -= 1
+        # every value in bins >= b is >= the bin's lower edge (less a hair for the rounding of the bin
+        # computation): at least top_n search scores are >= t_lo
+        t_lo = b / per_unit - 2.0 - 2.0 ** -30
+        tau = t_lo - (c1 + 2 * c2 * abs(t_lo)) - slack  # one more output rounding: slack for the check
+        count = 0
+        for j in range(width):
+            index[count] = j
+            count += row[j] >= tau
+        a = rows[i]
+        for j in range(count):
+            found[i, j] = np.float32(exact_dot(a, cohort[index[j]]) * scale)
+        counts[i] = count
+        taus[i] = tau
