@@ -8,6 +8,8 @@ python -m wespk.bin.calibrate apply --model calibration_model.pt \\
     (--factors EVAL.calibration | --scores EVAL_NORMED.score --utt2dur ...) --output QMF.score [... --output ...]
 python -m wespk.bin.calibrate run --utt2dur ... --cali_input CALI_NORMED.score --model calibration_model.pt \\
     --input EVAL_NORMED.score --output QMF.score [--input ... --output ...] [--factors_dir DIR]
+python -m wespk.bin.calibrate cross_fit --scores EVAL_NORMED.score --utt2spk UTT2SPK --folds 5 [--seed 777] \
+    (--utt2dur ... | --drop_duration) --output QMF.score [--spk2fold FILE]
 
 ``gather`` reads score-norm files (``python -m wespk.bin.score_norm``) and writes
 WeSpeaker's factor layout ``enroll test label score dmin dmax ddiff dratio mmin
@@ -22,6 +24,14 @@ label``, the llr at full precision. ``train`` and ``apply`` take either factor
 files or score-norm files (then the factors are gathered on the fly with the
 ``--utt2dur``/``--max_dur``/``--drop_duration`` options). ``run`` does all
 three.
+
+``cross_fit`` calibrates one labelled trial list without any separate
+calibration set and without a trial's own speakers: the speakers of the trials
+(from ``--utt2spk``) are dealt into ``--folds`` folds (seeded), and a trial whose
+speakers lie in folds i and j gets the llr of a model fitted only on the trials
+whose speakers are all outside folds i and j (speaker-disjoint cross-validated
+calibration, :mod:`wespk.scoring.calibration_cross_fit`). The output has the
+layout of ``apply``'s.
 
 The fit is ill-conditioned (a flat optimum), so the LBFGS path depends on the
 last bits of every float64 product: with MKL's AVX-512 kernels it stops after
@@ -43,10 +53,11 @@ os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 
 import numpy as np
 
-from wespk.io.files import DataFileError
+from wespk.io.files import DataFileError, read_kaldi_map, write_kaldi_map
 from wespk.scoring.calibration import (DEFAULT_MAX_DUR, FEATURE_SETS, apply_qmf, calibrate_score_file, gather_factors,
                                        load_qmf_model, read_factors, save_qmf_model, train_qmf_on_factors,
                                        write_calibrated_scores, write_factors)
+from wespk.scoring.calibration_cross_fit import DEFAULT_MIN_TARGETS, cross_fit_qmf, cross_fit_summary
 from wespk.scoring.calibration_trials import read_durations
 from wespk.scoring.cosine import EmbeddingSet
 from wespk.scoring.metrics import cllr
@@ -109,6 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--factors_dir", help="also keep the factor files here (<input name>.calibration)")
     _add_train_options(run)
     _add_apply_options(run)
+
+    cross = commands.add_parser("cross_fit", help="one labelled score-norm file -> calibrated scores, each trial by a "
+                                                  "model fitted without its speakers (speaker folds)")
+    cross.add_argument("--scores", required=True, help="score-norm file of the labelled trials to calibrate")
+    _add_gather_options(cross)
+    cross.add_argument("--utt2spk", required=True, help="utterance -> speaker of every trial utterance")
+    cross.add_argument("--folds", type=int, default=5, help="speaker folds K (default 5; K (K + 1) / 2 fits)")
+    cross.add_argument("--seed", type=int, default=777, help="seed of the fold assignment (default 777)")
+    cross.add_argument("--min_targets", type=int, default=DEFAULT_MIN_TARGETS,
+                       help=f"fewest target (and non-target) trials a fit may use (default {DEFAULT_MIN_TARGETS})")
+    cross.add_argument("--spk2fold", help="also write 'speaker fold' lines here")
+    cross.add_argument("--output", required=True, help="calibrated scores (the layout of apply's)")
+    _add_train_options(cross)
+    _add_apply_options(cross)
     return parser
 
 
@@ -179,6 +204,21 @@ def _calibrate_streamed(state, input_path, output_path, durations, embeddings, a
     logger.info("%s: %d trials -> %s", input_path, len(result.llrs), output_path)
 
 
+def _cross_fit(args):
+    durations, embeddings = _durations(args), _embeddings(args)
+    factors = _gather(args.scores, durations, args, embeddings)
+    result = cross_fit_qmf(factors, read_kaldi_map(args.utt2spk), args.folds, args.seed, utt2spk_path=args.utt2spk,
+                           min_targets=args.min_targets, min_nontargets=args.min_targets,
+                           float32_weights=args.float32_weights, max_epochs=args.max_epochs, lr=args.lr,
+                           standardize=args.features == "lap")
+    write_calibrated_scores(args.output, factors, result.llrs)
+    if args.spk2fold:
+        write_kaldi_map(args.spk2fold, result.spk2fold)
+    is_target = np.array([label == "target" for label in factors.labels])
+    print(f"{args.output}: {cross_fit_summary(result)}; Cllr {cllr(factors.features[:, 0], is_target):.4f} "
+          f"(raw score) -> {cllr(result.llrs, is_target):.4f} (cross-fitted)")
+
+
 def _factor_tables(args, factor_paths, score_paths):
     """Factor tables from factor files, or gathered from score-norm files."""
     if factor_paths:
@@ -209,6 +249,8 @@ def main(argv=None) -> int:
             durations, embeddings = _durations(args), _embeddings(args)
             for input_path, output_path in zip(args.scores, args.output):
                 _calibrate_streamed(state, input_path, output_path, durations, embeddings, args)
+        elif args.command == "cross_fit":
+            _cross_fit(args)
         elif args.command == "apply":
             state = load_qmf_model(args.model)
             for factors, output_path in zip(_factor_tables(args, args.factors, []), args.output):
