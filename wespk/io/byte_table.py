@@ -81,8 +81,23 @@ def field_bytes(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> 
     return words.view(np.uint8).reshape(len(words), -1)
 
 
+class RowLines:
+    """Row -> file line of a table read from a text file (``line_numbers[i]``: 1-based line of row ``i``);
+    shared by :class:`ByteTable` and :class:`wespk.io.trials.TextTable`."""
+
+    line_numbers: np.ndarray
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.line_numbers)
+
+    def line_of(self, row: int) -> int:
+        """The 1-based file line of ``row``."""
+        return int(self.line_numbers[row])
+
+
 @dataclass
-class ByteTable:
+class ByteTable(RowLines):
     """The fields of a piece of a text file whose non-blank lines all have ``num_columns`` fields.
 
     ``buffer`` holds the piece's bytes followed by 8 zero bytes; field ``(i, j)``
@@ -97,19 +112,11 @@ class ByteTable:
     line_numbers: np.ndarray
 
     @property
-    def num_rows(self) -> int:
-        return len(self.line_numbers)
-
-    @property
     def num_columns(self) -> int:
         return self.starts.shape[1]
 
     def __len__(self) -> int:
         return self.num_rows
-
-    def line_of(self, row: int) -> int:
-        """The 1-based file line of ``row``."""
-        return int(self.line_numbers[row])
 
     def field(self, row: int, column: int) -> str:
         start = int(self.starts[row, column])
@@ -154,8 +161,9 @@ def parse_byte_table(path: str, data: bytes, first_line: int = 1,
         return None
     is_separator = body <= 0x20
     # plain: every byte below 0x21 is a separator (checked byte by byte only when not all are spaces/newlines)
-    low = np.count_nonzero(is_separator)
-    if low != np.count_nonzero(body == 0x20) + np.count_nonzero(body == 0x0a) and not _SEPARATOR[body[is_separator]].all():
+    only_spaces_and_newlines = (np.count_nonzero(is_separator)
+                                == np.count_nonzero(body == 0x20) + np.count_nonzero(body == 0x0a))
+    if not only_spaces_and_newlines and not _SEPARATOR[body[is_separator]].all():
         return None
     change = np.diff(is_separator.view(np.int8))
     starts = np.flatnonzero(change == -1) + 1  # separator -> field

@@ -15,7 +15,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from wespk.io.byte_table import ByteTable, parse_byte_table
+from wespk.io.byte_table import ByteTable, RowLines, parse_byte_table
 from wespk.io.files import DataFileError
 
 PathLike = Union[str, os.PathLike]
@@ -30,7 +30,7 @@ _IS_ASCII_WHITESPACE[[ord(c) for c in " \t\n\r\x0b\x0c"]] = True
 
 
 @dataclass
-class TextTable:
+class TextTable(RowLines):
     """The whitespace-separated fields of a text file, column by column.
 
     ``line_numbers[i]`` is the 1-based line of row ``i`` in ``path`` (blank
@@ -42,16 +42,8 @@ class TextTable:
     line_numbers: np.ndarray
 
     @property
-    def num_rows(self) -> int:
-        return len(self.line_numbers)
-
-    @property
     def num_columns(self) -> int:
         return len(self.columns)
-
-    def line_of(self, row: int) -> int:
-        """The 1-based file line of ``row``."""
-        return int(self.line_numbers[row])
 
 
 def _fields_per_line(data: bytes, text: str, num_tokens: int) -> np.ndarray:
