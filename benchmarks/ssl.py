@@ -1,6 +1,6 @@
 """CPU benchmark of SSL-frontend speaker models: training steps and extraction.
 
-``python -m benchmarks.ssl [--size base_plus|tiny] [--batch 4] [--seconds 3] [--repeats 3]
+``python -m benchmarks.ssl [--size base_plus|tiny] [--batch 4] [--seconds 3] [--repeats 7]
 [--threads N] [--no_memory]``
 
 The model is a random-init WavLM of the Base+ size (12 layers, 768 dims,
@@ -21,13 +21,16 @@ call each):
   ``no_grad`` of the same batch.
 
 The ratio column is the plain loop's time over wespk's (above 1: wespk is
-faster). Peak memory is the growth of the peak resident set size of a fresh
+faster), taken in each round from the two neighbouring calls and given as the
+median over the rounds with its range (the load of other processes moves between
+rounds far more than between two calls seconds apart). Peak memory is the growth of the peak resident set size of a fresh
 process (Linux ``/proc``) that builds one contender and runs it twice
 (``--no_memory`` skips it).
 """
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from types import MappingProxyType
@@ -36,7 +39,7 @@ from typing import Callable, Dict, Tuple
 import torch
 import torch.nn.functional as F
 
-from benchmarks.timing import cpu_name, in_fresh_process, load_averages, round_robin_seconds
+from benchmarks.timing import cpu_name, in_fresh_process, load_averages, paired_ratios, round_robin_times
 
 SIZES = MappingProxyType({
     # WavLM Base+: the official cfg's sizes (the conv stack and pos conv are WavLMConfig's defaults)
@@ -187,7 +190,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", choices=sorted(SIZES), default="base_plus")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: PyTorch's)")
     parser.add_argument("--no_memory", dest="memory", action="store_false",
                         help="skip the peak-memory runs (one fresh process per contender)")
@@ -197,7 +200,8 @@ def main(argv=None) -> int:
     load_before = load_averages()
     runs = {name: with_progress(name, make_contender(name, args.size, args.batch, args.seconds))
             for name in CONTENDERS}
-    seconds = round_robin_seconds(runs, {name: 1 for name in runs}, repeats=args.repeats)
+    times = round_robin_times(runs, {name: 1 for name in runs}, repeats=args.repeats)
+    seconds = {name: statistics.median(t) for name, t in times.items()}
     memory = {}
     if args.memory:
         for name in CONTENDERS:
@@ -209,13 +213,16 @@ def main(argv=None) -> int:
     print(f"WavLM {args.size} (random init) + MHFA; batch {args.batch} x {args.seconds:g} s; "
           f"median of {args.repeats} rounds")
     print()
-    print("| contender | s/step | plain / wespk | peak MB |")
-    print("| --- | ---: | ---: | ---: |")
+    print("| contender | s/step | plain / wespk (median of rounds) | range over rounds | peak MB |")
+    print("| --- | ---: | ---: | --- | ---: |")
     for name in CONTENDERS:
         kind, mode = name.split()
-        ratio = seconds[f"plain {mode}"] / seconds[f"wespk {mode}"] if kind == "wespk" else 1.0
+        ratio, spread = "1.00", ""
+        if kind == "wespk":
+            ratios = paired_ratios(times, f"plain {mode}", name)
+            ratio, spread = f"{statistics.median(ratios):.3f}", f"{min(ratios):.3f} - {max(ratios):.3f}"
         peak = f"{memory[name]:.0f}" if name in memory else "-"
-        print(f"| {name} | {seconds[name]:.3f} | {ratio:.2f} | {peak} |")
+        print(f"| {name} | {seconds[name]:.3f} | {ratio} | {spread} | {peak} |")
     return 0
 
 

@@ -39,7 +39,23 @@ def load_averages() -> str:
 def round_robin_seconds(runs: Mapping[str, Callable[[], object]],
                         warmup: Optional[Mapping[str, int]] = None,
                         repeats: int = 3) -> Dict[str, float]:
-    """Median wall time per call of each run.
+    """Median wall time per call of each run (:func:`round_robin_times`)."""
+    return {name: statistics.median(t) for name, t in round_robin_times(runs, warmup, repeats).items()}
+
+
+def paired_ratios(times: Mapping[str, List[float]], numerator: str, denominator: str) -> List[float]:
+    """``times[numerator][r] / times[denominator][r]`` for every round ``r`` of :func:`round_robin_times`.
+
+    Two runs that are neighbours in the round order are timed seconds apart, so the ratio within a round
+    cancels most of the load of other processes, which moves from one round to the next; the median of
+    these ratios is steadier than the ratio of the medians."""
+    return [a / b for a, b in zip(times[numerator], times[denominator])]
+
+
+def round_robin_times(runs: Mapping[str, Callable[[], object]],
+                      warmup: Optional[Mapping[str, int]] = None,
+                      repeats: int = 3) -> Dict[str, List[float]]:
+    """The wall time of every timed call of each run, round by round.
 
     The runs are timed in turns (one call of each per round, ``repeats``
     rounds, after ``warmup[name]`` untimed calls, default 0), so load from
@@ -60,7 +76,7 @@ def round_robin_seconds(runs: Mapping[str, Callable[[], object]],
             begin = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - begin)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
 
 
 def in_fresh_process(function, *args):
