@@ -114,9 +114,34 @@ def test_unit_rows_equal_normalised_prepared_rows(data):
     from wespk.scoring.cosine import unit_rows
 
     mean = matrix.mean(axis=0)
-    for mean_vec, length_norm in ((mean, False), (None, False), (mean, True)):
+    original = matrix.copy()
+    for mean_vec, length_norm in ((mean, False), (None, False), (mean, True), (None, True)):
         expected = l2_normalize_rows(prepare_embeddings(matrix, mean_vec, length_norm))
         assert np.array_equal(unit_rows(matrix, mean_vec, length_norm), expected)
+        assert np.array_equal(matrix, original)  # not in place: the input is left as it was
+        own = matrix.copy()
+        result = unit_rows(own, mean_vec, length_norm, in_place=True)
+        assert result is own and np.array_equal(own, expected)
+    with pytest.raises(ValueError, match="writable float32"):
+        unit_rows(matrix.astype(np.float64), mean, in_place=True)
+
+
+def test_score_cli_scores_several_lists_from_one_in_place_preparation(data, tmp_path):
+    # the entry point normalises the embeddings in place once: every list must still get the scores that
+    # score_trial_file gives from the untouched set
+    from wespk.bin.score import main
+
+    directory, _, matrix, _ = data
+    np.save(tmp_path / "mean.npy", matrix.mean(axis=0))
+    trials = directory / "trials"
+    assert main(["--embeddings", str(directory / "e.scp"), "--trials", str(trials), "--trials", str(trials),
+                 "--output", str(tmp_path / "a.score"), "--output", str(tmp_path / "b.score"),
+                 "--mean_vec", str(tmp_path / "mean.npy")]) == 0
+    embeddings = EmbeddingSet.from_scp(directory / "e.scp")
+    score_trial_file(trials, tmp_path / "ref.score", embeddings, np.load(tmp_path / "mean.npy"))
+    reference = (tmp_path / "ref.score").read_bytes()
+    assert (tmp_path / "a.score").read_bytes() == reference
+    assert (tmp_path / "b.score").read_bytes() == reference
 
 
 def test_calibrate_bulk_equals_string_path_across_pieces_and_blocks(golden_scoring, tmp_path):

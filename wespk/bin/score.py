@@ -17,7 +17,8 @@ import sys
 import time
 
 from wespk.io.files import DataFileError
-from wespk.scoring.cosine import EmbeddingSet, load_mean_vector, mean_from_scp, save_mean_vector, score_trial_file
+from wespk.scoring.cosine import (EmbeddingSet, load_mean_vector, mean_from_scp, save_mean_vector, score_trial_file,
+                                  unit_rows)
 from wespk.utils.logs import setup_logging
 
 logger = logging.getLogger("wespk.bin.score")
@@ -63,8 +64,10 @@ def main(argv=None) -> int:
                              f"embeddings in {args.embeddings} have {embeddings.dim}")
         if args.save_mean:
             save_mean_vector(args.save_mean, mean_vec)
+        # prepared once for every list, in the matrix itself: the raw embeddings are not needed again
+        unit = unit_rows(embeddings.matrix, mean_vec, args.length_norm, in_place=True)
         for trials_path, output_path in zip(args.trials, args.output):
-            count = score_trial_file(trials_path, output_path, embeddings, mean_vec, args.length_norm, args.decimals)
+            count = score_trial_file(trials_path, output_path, embeddings, decimals=args.decimals, unit=unit)
             logger.info("scored %d trials of %s -> %s", count, trials_path, output_path)
         logger.info("done in %.2f s", time.perf_counter() - start)
     except (DataFileError, ValueError) as e:
