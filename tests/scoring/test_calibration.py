@@ -114,6 +114,20 @@ def test_feature_layout_and_values():
     assert without.num_features == 9 and without.feature_names[1] == "mag_min"
 
 
+def test_gather_entry_point_gives_the_golden_factors_without_importing_torch(golden_scoring, tmp_path):
+    # gathering needs no model: the entry point reaches the torch parts only when it fits or applies one
+    score_name = "asnorm100_mean"
+    code = ("import sys; from wespk.bin.calibrate import main; "
+            f"rc = main(['gather', '--utt2dur', {str(golden_scoring / 'utt2dur.txt')!r}, "
+            f"'--input', {str(golden_scoring / f'scores/{score_name}.score.txt')!r}, "
+            f"'--output', {str(tmp_path / 'factors')!r}]); "
+            "print(rc, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["0", "False"], done.stderr
+    golden_path = golden_scoring / f"calibration/{FACTOR_FILES[score_name]}.calibration.txt"
+    assert (tmp_path / "factors").read_text() == golden_path.read_text()
+
+
 def test_gather_errors_name_the_line(golden_scoring, tmp_path):
     table = read_score_norm_file(golden_scoring / "scores/asnorm100_mean.score.txt")
     durations = read_durations(golden_scoring / "utt2dur.txt")

@@ -54,10 +54,12 @@ os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 import numpy as np
 
 from wespk.io.files import DataFileError, read_kaldi_map, write_kaldi_map
-from wespk.scoring.calibration import (DEFAULT_MAX_DUR, FEATURE_SETS, apply_qmf, calibrate_score_file, gather_factors,
-                                       load_qmf_model, read_factors, save_qmf_model, train_qmf_on_factors,
-                                       write_calibrated_scores, write_factors)
-from wespk.scoring.calibration_cross_fit import DEFAULT_MIN_TARGETS, cross_fit_qmf, cross_fit_summary
+# the torch parts (the model's fit, loading and application, the cross-fit) are reached through the module and
+# imported on first use, so that gather and the argument checks do not wait for torch
+from wespk.scoring import calibration
+from wespk.scoring.calibration import (DEFAULT_MAX_DUR, DEFAULT_MIN_TARGETS, FEATURE_SETS,
+                                       calibrate_score_file, gather_factors, read_factors, write_calibrated_scores,
+                                       write_factors)
 from wespk.scoring.calibration_trials import read_durations
 from wespk.scoring.cosine import EmbeddingSet
 from wespk.scoring.metrics import cllr
@@ -172,9 +174,9 @@ def _gather(input_path, durations, args, embeddings):
 
 
 def _train(factors, model_path, args):
-    result = train_qmf_on_factors(factors, max_epochs=args.max_epochs, lr=args.lr,
-                                  standardize=args.features == "lap")
-    save_qmf_model(model_path, result.state_dict)
+    result = calibration.train_qmf_on_factors(factors, max_epochs=args.max_epochs, lr=args.lr,
+                                              standardize=args.features == "lap")
+    calibration.save_qmf_model(model_path, result.state_dict)
     labelled = np.array([label == "target" for label in factors.labels])
     raw = cllr(factors.features[:, 0], labelled)
     print(f"{factors.path}: {len(factors)} calibration trials; Cllr of the raw score {raw:.4f}, "
@@ -183,7 +185,7 @@ def _train(factors, model_path, args):
 
 
 def _apply(state, factors, output_path, float32_weights):
-    llrs = apply_qmf(state, factors.features, float32_weights)
+    llrs = calibration.apply_qmf(state, factors.features, float32_weights)
     write_calibrated_scores(output_path, factors, llrs)
     known = np.array([label != "unknown" for label in factors.labels])
     if known.all():
@@ -205,6 +207,8 @@ def _calibrate_streamed(state, input_path, output_path, durations, embeddings, a
 
 
 def _cross_fit(args):
+    from wespk.scoring.calibration_cross_fit import cross_fit_qmf, cross_fit_summary
+
     durations, embeddings = _durations(args), _embeddings(args)
     factors = _gather(args.scores, durations, args, embeddings)
     result = cross_fit_qmf(factors, read_kaldi_map(args.utt2spk), args.folds, args.seed, utt2spk_path=args.utt2spk,
@@ -245,14 +249,14 @@ def main(argv=None) -> int:
             factors, = _factor_tables(args, [args.factors] if args.factors else [], [args.scores])
             _train(factors, args.model, args)
         elif args.command == "apply" and args.scores:
-            state = load_qmf_model(args.model)
+            state = calibration.load_qmf_model(args.model)
             durations, embeddings = _durations(args), _embeddings(args)
             for input_path, output_path in zip(args.scores, args.output):
                 _calibrate_streamed(state, input_path, output_path, durations, embeddings, args)
         elif args.command == "cross_fit":
             _cross_fit(args)
         elif args.command == "apply":
-            state = load_qmf_model(args.model)
+            state = calibration.load_qmf_model(args.model)
             for factors, output_path in zip(_factor_tables(args, args.factors, []), args.output):
                 _apply(state, factors, output_path, args.float32_weights)
         else:

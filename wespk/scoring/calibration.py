@@ -83,6 +83,9 @@ FEATURE_SETS = ("wespeaker", "lap")
 #: the float64 product that applies the model depend on how the rows are split (and aligned), so the
 #: split is fixed: a file of up to this many trials is one block, a longer one is cut every this many.
 APPLY_ROWS = 1 << 20
+#: Fewest target (and non-target) trials a cross-fit may train on (:mod:`wespk.scoring.calibration_cross_fit`;
+#: defined here, without torch, for the entry point's defaults).
+DEFAULT_MIN_TARGETS = 50
 
 
 def factor_names(feature_set: str = "wespeaker", with_duration: bool = True) -> Tuple[str, ...]:

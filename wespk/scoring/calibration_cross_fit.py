@@ -29,13 +29,12 @@ import torch
 
 from wespk.io.files import DataFileError
 from wespk.io.trials import UNKNOWN_LABEL
-from wespk.scoring.calibration import CalibrationFactors, apply_qmf, train_qmf
+from wespk.scoring.calibration import DEFAULT_MIN_TARGETS, CalibrationFactors, apply_qmf, train_qmf
 
 logger = logging.getLogger(__name__)
 
-#: A complement with fewer target trials than this is refused (its fit would follow a handful of scores).
-DEFAULT_MIN_TARGETS = 50
-#: ... and likewise for non-target trials.
+#: A complement with fewer target trials than :data:`DEFAULT_MIN_TARGETS` is refused (its fit would follow a
+#: handful of scores), and likewise with fewer non-target trials than this.
 DEFAULT_MIN_NONTARGETS = 50
 
 
