@@ -76,10 +76,10 @@ def main(argv=None) -> int:
             mean_vec = mean_from_scp(args.mean_from, args.length_norm)
         elif args.mean_vec:
             mean_vec = load_mean_vector(args.mean_vec)
-        eval_matrix = prepare_embeddings(embeddings.matrix, mean_vec, args.length_norm)
-        cohort_matrix = prepare_embeddings(cohort.matrix, mean_vec, args.length_norm)
-
-        embeddings.matrix = None  # only the prepared copy is needed from here on
+        # prepared in the matrices read (no second copy): only the prepared rows are needed from here on
+        eval_matrix = prepare_embeddings(embeddings.matrix, mean_vec, args.length_norm, in_place=True)
+        cohort_matrix = prepare_embeddings(cohort.matrix, mean_vec, args.length_norm, in_place=True)
+        embeddings.matrix = cohort.matrix = None
         normalize_score_files(args.input, args.output, embeddings.lookup_keys, args.embeddings, eval_matrix, cohort_matrix,
                               args.top_n if args.method == "asnorm" else None, args.chunk_rows,
                               not args.no_progress, args.device)
