@@ -117,3 +117,40 @@ def test_without_numba_the_full_product_gives_the_same_bits(monkeypatch):
     monkeypatch.setattr("wespk.scoring.score_norm.kernel_available", lambda: False)
     mean, std = cohort_score_stats(embeddings, cohort, 20, progress=False)
     assert np.array_equal(mean, reference[0]) and np.array_equal(std, reference[1])
+
+
+@needs_kernel
+def test_kernel_threshold_and_candidates_are_those_of_the_whole_row():
+    # The kernel guesses a threshold from every 8th score and histograms only the scores above the guess;
+    # rows where the sample misleads it (high scores at the sampled positions only, or none of the top
+    # ones sampled) must fall back to the whole row. Either way the threshold is the whole row's
+    # histogram threshold and the candidates are exactly the columns at or above it, in column order.
+    from wespk.scoring.cohort_kernel import HISTOGRAM_BINS, SAMPLE_STRIDE, candidates
+
+    rng = np.random.default_rng(5)
+    width, top_n, dim = 2000, 100, 8
+    search = rng.normal(0.1, 0.15, (6, width)).astype(np.float32)
+    search[1, ::SAMPLE_STRIDE] += 0.6  # the sample says the top is far higher than it is for most columns
+    search[2, 1::SAMPLE_STRIDE] += 0.6  # the top scores all sit between the sampled positions
+    search[3, :] = 0.25  # every score ties
+    search[4, :top_n + 3] += 1.0
+    search[5, rng.permutation(width)[:top_n // 2]] += 0.5  # fewer high scores than top_n
+    rows = rng.integers(-100, 100, (6, dim)).astype(np.float64)
+    cohort = rng.integers(-100, 100, (width, dim)).astype(np.int32)
+    c1, c2, slack = 4e-3, 0.0, 1e-3
+    found = np.empty((6, width), np.float32)
+    counts = np.empty(6, np.int64)
+    taus = np.empty(6)
+    candidates(search, False, rows, cohort, top_n, c1, c2, slack, 1.0, found, counts, taus)
+    per_unit = HISTOGRAM_BINS / 4.0
+    for i, row in enumerate(search):
+        bins = np.clip(((row.astype(np.float64) + 2.0) * per_unit).astype(np.int64), 0, HISTOGRAM_BINS - 1)
+        above = np.cumsum(np.bincount(bins, minlength=HISTOGRAM_BINS)[::-1])[::-1]  # values in bins >= b
+        reached = np.flatnonzero(above[1:] >= top_n)
+        b = int(reached[-1]) + 1 if len(reached) else 0
+        t_lo = b / per_unit - 2.0 - 2.0 ** -30
+        assert taus[i] == t_lo - (c1 + 2 * c2 * abs(t_lo)) - slack, f"row {i}"
+        columns = np.flatnonzero(row >= taus[i])
+        assert counts[i] == len(columns), f"row {i}"
+        exact = (rows[i] @ cohort[columns].T.astype(np.float64)).astype(np.float32)
+        np.testing.assert_array_equal(found[i, :counts[i]], exact, err_msg=f"row {i}")

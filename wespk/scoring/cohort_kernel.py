@@ -55,6 +55,29 @@ def exact_dots8(a, cohort, index, start, out, scale):
     out[start + 7] = np.float32(t7 * scale)
 
 
+#: One score in this many is sampled for the guess of the threshold.
+SAMPLE_STRIDE = 8
+
+
+@numba.njit(nogil=True, cache=True)
+def _bin(value, per_unit):
+    return min(max(int((value + 2.0) * per_unit), 0), HISTOGRAM_BINS - 1)
+
+
+@numba.njit(nogil=True, cache=True)
+def _top_bin(hist, need):
+    # the highest bin b with at least ``need`` values in the bins above and at b (0 when there is none),
+    # and the number of those values
+    seen = 0
+    b = HISTOGRAM_BINS - 1
+    while b > 0:
+        seen += hist[b]
+        if seen >= need:
+            break
+        b -= 1
+    return b, seen
+
+
 @numba.njit(nogil=True, cache=True)
 def candidates(search, is_bf16, rows, cohort, top_n, c1, c2, slack, scale, found, counts, taus):
     num, width = search.shape
@@ -71,25 +94,47 @@ def candidates(search, is_bf16, rows, cohort, top_n, c1, c2, slack, scale, found
         else:
             for j in range(width):
                 row[j] = source[j]
+        # A guess: the bin above which every SAMPLE_STRIDE-th score reaches twice its share of top_n, less
+        # the margins and a few bins. The histogram of the scores at or above the guess (the first
+        # ``kept`` entries of ``index``) is the row's histogram in every bin above the guess's bin, so
+        # when the threshold below lands above that bin and above the guess, it is the one the whole
+        # row gives, and so is the candidate list taken from those scores; otherwise the whole row is
+        # histogrammed. Either way the result is that of the whole row; the guess only saves work.
         hist[:] = 0
+        for j in range(0, width, SAMPLE_STRIDE):
+            hist[_bin(row[j], per_unit)] += 1
+        g = _top_bin(hist, 2 * top_n // SAMPLE_STRIDE + 4)[0]
+        g_lo = g / per_unit - 2.0
+        guess = g_lo - (c1 + 2 * c2 * abs(g_lo)) - slack - 8.0 / per_unit
+        kept = 0
         for j in range(width):
-            b = int((row[j] + 2.0) * per_unit)
-            hist[min(max(b, 0), HISTOGRAM_BINS - 1)] += 1
-        seen = 0
-        b = HISTOGRAM_BINS - 1
-        while b > 0:
-            seen += hist[b]
-            if seen >= top_n:
-                break
-            b -= 1
+            index[kept] = j
+            kept += row[j] >= guess
+        hist[:] = 0
+        for q in range(kept):
+            hist[_bin(row[index[q]], per_unit)] += 1
+        b, seen = _top_bin(hist, top_n)
         # every value in bins >= b is >= the bin's lower edge (less a hair for the rounding of the bin
         # computation): at least top_n search scores are >= t_lo
         t_lo = b / per_unit - 2.0 - 2.0 ** -30
         tau = t_lo - (c1 + 2 * c2 * abs(t_lo)) - slack  # one more output rounding: slack for the check
-        count = 0
-        for j in range(width):
-            index[count] = j
-            count += row[j] >= tau
+        if seen >= top_n and tau >= guess and b > int((guess + 2.0) * per_unit):
+            count = 0
+            for q in range(kept):
+                j = index[q]
+                index[count] = j
+                count += row[j] >= tau
+        else:
+            hist[:] = 0
+            for j in range(width):
+                hist[_bin(row[j], per_unit)] += 1
+            b = _top_bin(hist, top_n)[0]
+            t_lo = b / per_unit - 2.0 - 2.0 ** -30
+            tau = t_lo - (c1 + 2 * c2 * abs(t_lo)) - slack
+            count = 0
+            for j in range(width):
+                index[count] = j
+                count += row[j] >= tau
         a = rows[i]
         out = found[i]
         grouped = count - count % GROUP
