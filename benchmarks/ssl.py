@@ -22,10 +22,10 @@ call each):
 
 The ratio column is the plain loop's time over wespk's (above 1: wespk is
 faster), taken in each round from the two neighbouring calls and given as the
-median over the rounds with its range (the load of other processes moves between
-rounds far more than between two calls seconds apart). Peak memory is the growth of the peak resident set size of a fresh
-process (Linux ``/proc``) that builds one contender and runs it twice
-(``--no_memory`` skips it).
+median over the rounds with its range (the load of other processes moves
+between rounds far more than between two calls seconds apart). Peak memory is
+the growth of the peak resident set size of a fresh process (Linux ``/proc``)
+that builds one contender and runs it twice (``--no_memory`` skips it).
 """
 
 import argparse
@@ -34,7 +34,7 @@ import statistics
 import sys
 import time
 from types import MappingProxyType
-from typing import Callable, Dict, Tuple
+from typing import Callable, Tuple
 
 import torch
 import torch.nn.functional as F

@@ -124,6 +124,10 @@ def test_unit_rows_equal_normalised_prepared_rows(data):
         assert result is own and np.array_equal(own, expected)
     with pytest.raises(ValueError, match="writable float32"):
         unit_rows(matrix.astype(np.float64), mean, in_place=True)
+    frozen = matrix.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="writable float32"):
+        unit_rows(frozen, None, in_place=True)
 
 
 def test_score_cli_scores_several_lists_from_one_in_place_preparation(data, tmp_path):

@@ -32,8 +32,10 @@ GROUP = 8
 @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
 def exact_dots8(a, cohort, index, start, out, scale):
     # exact_dot of ``a`` with the cohort rows index[start:start + 8], times ``scale``, rounded to float32
-    b0, b1, b2, b3 = cohort[index[start]], cohort[index[start + 1]], cohort[index[start + 2]], cohort[index[start + 3]]
-    b4, b5, b6, b7 = cohort[index[start + 4]], cohort[index[start + 5]], cohort[index[start + 6]], cohort[index[start + 7]]
+    b0, b1, b2, b3 = (cohort[index[start]], cohort[index[start + 1]], cohort[index[start + 2]],
+                      cohort[index[start + 3]])
+    b4, b5, b6, b7 = (cohort[index[start + 4]], cohort[index[start + 5]], cohort[index[start + 6]],
+                      cohort[index[start + 7]])
     t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = 0.0
     for k in range(a.shape[0]):
         x = a[k]

@@ -98,6 +98,9 @@ def prepare_embeddings(matrix: np.ndarray, mean_vec: Optional[np.ndarray] = None
     normalisation (see :func:`mean_from_scp`). ``in_place`` overwrites a
     writable float32 ``matrix`` with the result (the same values).
     """
+    if in_place and not (isinstance(matrix, np.ndarray) and matrix.dtype == np.float32
+                         and matrix.flags.writeable):
+        raise ValueError("in_place=True needs a writable float32 numpy matrix")
     matrix = np.asarray(matrix, dtype=np.float32)
     if length_norm:
         matrix = l2_normalize_rows(matrix, in_place)
@@ -117,9 +120,6 @@ def unit_rows(matrix: np.ndarray, mean_vec: Optional[np.ndarray] = None, length_
     ``in_place`` computes the result in ``matrix`` itself (a writable float32 array the caller no longer
     needs), with no new matrix: at a million 256-dim embeddings, a gigabyte of fresh memory less.
     """
-    if in_place and not (isinstance(matrix, np.ndarray) and matrix.dtype == np.float32
-                         and matrix.flags.writeable):
-        raise ValueError("unit_rows(in_place=True) needs a writable float32 numpy matrix")
     prepared = prepare_embeddings(matrix, mean_vec, length_norm, in_place)
     # a copy made by the preparation is ours to normalise in place
     return l2_normalize_rows(prepared, in_place=in_place or prepared is not matrix)
