@@ -194,3 +194,34 @@ def test_statistics_of_all_rows_when_nearly_all_are_used_and_unused_rows_do_not_
     few_mean, few_std, _ = used_row_statistics(embeddings, few, cohort, 10, progress=False)  # only these rows
     assert np.array_equal(mean[few], few_mean[few]) and np.array_equal(std[few], few_std[few])
     assert np.isnan(mean[7]) and np.isnan(mean[20]) and np.isfinite(mean[used]).all()
+
+
+def test_durations_bulk_reader_gives_the_values_and_errors_of_the_line_reader(tmp_path):
+    """utt2dur files read in bulk hold the doubles ``float()`` gives for every spelling of a number; the
+    files the bulk reader leaves to the line reader (repeated key, three fields, a word) keep its errors."""
+    from wespk.scoring import calibration_trials
+    from wespk.scoring.calibration_trials import read_durations
+
+    rng = np.random.default_rng(5)
+    values = ([f"{v:.2f}" for v in rng.uniform(0.5, 30, 300)] + [repr(v) for v in rng.uniform(0, 1, 50).tolist()]
+              + ["3.", ".5", "-0.0", "1e1", "2.5E-1", "1_0", "inf", "0001.2500", "12345678901234567.5"])
+    keys = [f"id{i:04d}/u{i}.wav" for i in range(len(values))]
+    path = tmp_path / "utt2dur"
+    path.write_text("".join(f"{k}  {v}\r\n" if i % 7 == 0 else f"{k} {v}\n" for i, (k, v) in
+                            enumerate(zip(keys, values))) + "\n")
+    assert calibration_trials._bulk_durations(path) is not None  # the bulk path is the one tested
+    durations = read_durations(path)
+    assert list(durations) == keys
+    assert [durations[k] for k in keys] == [float(v) for v in values]  # the same doubles, not approximations
+    # several files: the first value of a key wins, in bulk as in the line reader
+    other = tmp_path / "utt2dur.2"
+    other.write_text(f"{keys[0]} 99.0\nnew/utt.wav 4.25\n")
+    both = read_durations([path, other])
+    assert both[keys[0]] == float(values[0]) and both["new/utt.wav"] == 4.25 and len(both) == len(keys) + 1
+    for text, message in ((f"{keys[0]} 1.0\n{keys[1]} 2.0\n{keys[0]} 3.0\n", ":3: duplicate key"),
+                          ("a 1.0\nb 2.0 extra\n", ":2: duration of 'b' is not a number: '2.0 extra'"),
+                          ("a 1.0\nb two\n", ":2: duration of 'b' is not a number: 'two'")):
+        path.write_text(text)
+        assert calibration_trials._bulk_durations(path) is None
+        with pytest.raises(DataFileError, match=re.escape(message)):
+            read_durations(path)
