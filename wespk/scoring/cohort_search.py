@@ -165,7 +165,9 @@ def checked_top(found: np.ndarray, counts: np.ndarray, taus: np.ndarray, top_n: 
     search score ``>= taus[i]``). A row is proven when its ``top_n``-th value is at least the float32
     rounding of the largest exact score a column left out can have.
     """
-    width = int(counts.max())
+    # at least top_n columns: a row with fewer candidates (possible only with a negative slack) keeps -inf
+    # among its top values, so its check fails and it is recomputed
+    width = max(int(counts.max()), top_n)
     block = found[:, :width]
     block[np.arange(width)[None, :] >= counts[:, None]] = -np.inf
     top = np.sort(block, axis=1)[:, width - top_n:]
@@ -287,7 +289,7 @@ def torch_top_scores(grid_rows, grid_cohort, cohort_search, top_n: int, c1: floa
     t_n = search.topk(top_n, dim=1).values[:, -1].double()
     taus = t_n - c1 - SEARCH_SLACK
     counts = (search.double() >= taus[:, None]).sum(1)
-    width = int(counts.max())
+    width = max(int(counts.max()), top_n)
     values, index = search.topk(width, dim=1)
     num, dim = grid_rows.shape
     found = torch.empty((num, width), dtype=torch.float32, device=grid_rows.device)
