@@ -88,13 +88,14 @@ def test_bulk_reader_parses_every_number_form(tmp_path):
     ("a9 b9 inf target\n", ":10: score (field 3) is not finite: 'inf'"),
     ("a9 b9 0.5\n", ":10: score file line has 3 fields but line 1 has 4"),
 ])
-def test_bulk_reader_errors_name_file_and_line(tmp_path, bad, message):
+@pytest.mark.parametrize("chunk_bytes", [1 << 20, 64])  # one piece; pieces of two lines, parsed on threads
+def test_bulk_reader_errors_name_file_and_line(tmp_path, bad, message, chunk_bytes):
     lines = [f"a{i} b{i} 0.{i} target\n" for i in range(20)]
     lines[9] = bad
     path = tmp_path / "bad.score"
     path.write_text("".join(lines))
     with pytest.raises(DataFileError, match=re.escape(message)) as error:
-        read_scores_and_targets(path)
+        read_scores_and_targets(path, chunk_bytes=chunk_bytes)
     assert str(path) in str(error.value)
 
 

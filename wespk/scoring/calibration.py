@@ -46,6 +46,7 @@ from wespk.io.trials import DEFAULT_CHUNK_BYTES, UNKNOWN_LABEL, as_text_table, c
 from wespk.scoring.score_files import (ScoreTable, byte_float_column, format_fixed, iter_score_file, iter_score_pieces,
                                        parse_float_column, round_to_decimals, score_lines, score_table_of,
                                        write_score_file)
+from wespk.utils.parallel import ordered_map
 
 if TYPE_CHECKING:
     import torch
@@ -379,7 +380,8 @@ def _line_blocks(input_path: PathLike, durations: Optional[Mapping[str, float]],
     if feature_set == "wespeaker" and durations is not None and len(durations):
         index = KeyIndex(list(durations))
         seconds = np.fromiter(durations.values(), dtype=np.float64, count=len(durations))
-    for piece in iter_score_pieces(input_path, chunk_bytes=chunk_bytes):
+
+    def block_of(piece) -> _LineBlock:
         lines = piece.lines
         bulk = (isinstance(lines, ByteTable) and lines.num_columns in (7, 8) and feature_set == "wespeaker"
                 and (durations is None or (index is not None and index.usable)))
@@ -392,8 +394,7 @@ def _line_blocks(input_path: PathLike, durations: Optional[Mapping[str, float]],
                                 enumerate(("enroll_mag", "test_mag", "enroll_cohort_mean", "test_cohort_mean"))], axis=1)
             trial_durations = None if durations is None else (seconds[enroll_rows], seconds[test_rows])
             _, features = _feature_matrix(piece.scores, _wespeaker_columns(lines, quality, trial_durations, max_dur))
-            yield _LineBlock(lines, features, piece.is_target)
-            continue
+            return _LineBlock(lines, features, piece.is_target)
         table = score_table_of(as_text_table(lines)) if isinstance(lines, ByteTable) else lines
         if table.quality is None:
             raise DataFileError(table.path, table.line_of(0),
@@ -401,7 +402,10 @@ def _line_blocks(input_path: PathLike, durations: Optional[Mapping[str, float]],
                                 "enroll_cohort_mean test_cohort_mean' (7 or 8 fields)")
         factors = gather_factors(table, durations, max_dur, feature_set, embeddings)
         is_target = None if table.labels is None else table.is_target
-        yield _LineBlock(factors, factors.features, is_target)
+        return _LineBlock(factors, factors.features, is_target)
+
+    # the factors of each piece are gathered on the usable cores, in file order
+    yield from ordered_map(block_of, iter_score_pieces(input_path, chunk_bytes=chunk_bytes))
 
 
 def calibrate_score_file(state_dict: Mapping[str, "torch.Tensor"], input_path: PathLike, output_path: PathLike,

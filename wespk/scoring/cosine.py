@@ -9,6 +9,7 @@ a time, all trials are scored at once by gathering rows in chunks.
 """
 
 import functools
+import threading
 import logging
 import os
 from dataclasses import dataclass
@@ -256,22 +257,32 @@ def score_trial_file(trials_path: PathLike, output_path: PathLike, embeddings: E
     for several lists; ``mean_vec`` and ``length_norm`` are then not used).
     Returns the number of trials.
     """
+    prepared = [unit]
+    lock = threading.Lock()
+
+    def unit_matrix() -> np.ndarray:
+        with lock:  # once, for every row, when the first piece has been read: each piece then gathers rows
+            if prepared[0] is None:
+                prepared[0] = unit_rows(embeddings.matrix, mean_vec, length_norm)
+            return prepared[0]
+
+    def score_piece(piece) -> Tuple[bytes, int]:
+        """The output lines of one piece of the list and its number of trials (run on the usable cores)."""
+        unit = unit_matrix()
+        if isinstance(piece, ByteTable) and decimals is not None and embeddings.key_index.usable:
+            rows = byte_trial_rows(piece, embeddings.key_index)
+            labelled = piece.num_columns == 3
+            if rows is not None and (not labelled or byte_label_targets(piece, 2) is not None):
+                scores = unit_cosine_scores(unit, *rows)
+                return byte_score_lines(piece, [0, 1, (scores, decimals)] + ([2] if labelled else [])), len(piece)
+        trials = trial_list_of(as_text_table(piece))
+        enroll_rows, test_rows = index_trial_keys(trials, embeddings.row_of, embeddings.source)
+        scores = unit_cosine_scores(unit, enroll_rows, test_rows)
+        return "".join(score_lines(trials.enroll, trials.test, scores, trials.labels, decimals)).encode(), len(trials)
+
     count = 0
     with atomic_output(output_path, "wb") as f:
-        for piece in iter_table_pieces(trials_path, (2, 3), "trial list", chunk_bytes):
-            if unit is None:  # once, for every row: each piece then only gathers rows
-                unit = unit_rows(embeddings.matrix, mean_vec, length_norm)
-            if isinstance(piece, ByteTable) and decimals is not None and embeddings.key_index.usable:
-                rows = byte_trial_rows(piece, embeddings.key_index)
-                labelled = piece.num_columns == 3
-                if rows is not None and (not labelled or byte_label_targets(piece, 2) is not None):
-                    scores = unit_cosine_scores(unit, *rows)
-                    f.write(byte_score_lines(piece, [0, 1, (scores, decimals)] + ([2] if labelled else [])))
-                    count += len(piece)
-                    continue
-            trials = trial_list_of(as_text_table(piece))
-            enroll_rows, test_rows = index_trial_keys(trials, embeddings.row_of, embeddings.source)
-            scores = unit_cosine_scores(unit, enroll_rows, test_rows)
-            f.write("".join(score_lines(trials.enroll, trials.test, scores, trials.labels, decimals)).encode())
-            count += len(trials)
+        for lines, num in iter_table_pieces(trials_path, (2, 3), "trial list", chunk_bytes, transform=score_piece):
+            f.write(lines)
+            count += num
     return count

@@ -142,18 +142,21 @@ def iter_score_pieces(path: PathLike, require_labels: bool = False, keys: Option
     the values and the errors are the same.
     """
     bulk_keys = keys is None or keys.index.usable
-    for piece in iter_table_pieces(path, SCORE_FILE_WIDTHS, "score file", chunk_bytes):
+
+    def score_piece(piece: Union[ByteTable, TextTable]) -> ScorePiece:
         if isinstance(piece, ByteTable) and bulk_keys:
             has_label = piece.num_columns in (4, 8)
             is_target = byte_label_targets(piece, 3) if has_label else None
             rows = byte_trial_rows(piece, keys.index) if keys is not None else (None, None)
             if (has_label or not require_labels) and (is_target is not None or not has_label) and rows is not None:
-                yield ScorePiece(piece, byte_float_column(piece, 2, "score"), is_target, *rows)
-                continue
+                return ScorePiece(piece, byte_float_column(piece, 2, "score"), is_target, *rows)
         table = score_table_of(as_text_table(piece), require_labels)
         rows = (index_trial_keys(table.trial_list(), keys.row_of, keys.source) if keys is not None
                 else (None, None))
-        yield ScorePiece(table, table.scores, table.is_target if table.labels is not None else None, *rows)
+        return ScorePiece(table, table.scores, table.is_target if table.labels is not None else None, *rows)
+
+    # the pieces are parsed, checked and looked up on the usable cores, in file order
+    yield from iter_table_pieces(path, SCORE_FILE_WIDTHS, "score file", chunk_bytes, transform=score_piece)
 
 
 def read_scores_and_targets(path: PathLike, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Tuple[np.ndarray, np.ndarray]:

@@ -51,8 +51,8 @@ from wespk.scoring.cohort_search import (BF16_UNIT, CohortSearch, kernel_availab
                                          search_error_bound, torch_top_scores)
 from wespk.scoring.device import resolve_scoring_device
 from wespk.io.byte_table import ByteTable, KeyIndex
-from wespk.scoring.score_files import EmbeddingKeys, byte_score_lines, iter_score_pieces, score_norm_lines
-from wespk.utils.parallel import for_row_ranges
+from wespk.scoring.score_files import EmbeddingKeys, ScorePiece, byte_score_lines, iter_score_pieces, score_norm_lines
+from wespk.utils.parallel import for_row_ranges, ordered_map
 
 logger = logging.getLogger(__name__)
 
@@ -396,19 +396,23 @@ def normalize_score_files(input_paths: Sequence[PathLike], output_paths: Sequenc
         preload.kernel_loaded()
     mean, std, magnitude = used_row_statistics(embeddings, np.flatnonzero(mask), cohort, top_n, chunk_rows,
                                                progress, device, None if preload is None else preload.bf16_ready)
+    def normed_lines(piece: ScorePiece) -> bytes:
+        """The output lines of one piece (formatted on the usable cores, written in order)."""
+        e, t = piece.enroll_rows, piece.test_rows
+        normed = normalize_scores(piece.scores, e, t, mean, std)
+        if isinstance(piece.lines, ByteTable):
+            label = [3] if piece.has_labels else []
+            return byte_score_lines(piece.lines, [0, 1, (normed, 5), *label, (magnitude[e], 4),
+                                                  (magnitude[t], 4), (mean[e], 4), (mean[t], 4)])
+        table = piece.lines
+        return "".join(score_norm_lines(table.enroll, table.test, normed, table.labels, magnitude[e],
+                                        magnitude[t], mean[e], mean[t])).encode()
+
     for path, output_path in zip(input_paths, output_paths):
         count = 0
         with atomic_output(output_path, "wb") as f:
-            for piece in (kept.get(str(path), []) if keep else pieces(path)):
-                e, t = piece.enroll_rows, piece.test_rows
-                normed = normalize_scores(piece.scores, e, t, mean, std)
-                if isinstance(piece.lines, ByteTable):
-                    label = [3] if piece.has_labels else []
-                    f.write(byte_score_lines(piece.lines, [0, 1, (normed, 5), *label, (magnitude[e], 4),
-                                                           (magnitude[t], 4), (mean[e], 4), (mean[t], 4)]))
-                else:
-                    table = piece.lines
-                    f.write("".join(score_norm_lines(table.enroll, table.test, normed, table.labels, magnitude[e],
-                                                     magnitude[t], mean[e], mean[t])).encode())
+            source = kept.get(str(path), []) if keep else pieces(path)
+            for piece, lines in ordered_map(lambda piece: (piece, normed_lines(piece)), source):
+                f.write(lines)
                 count += len(piece)
         logger.info("%s: %d trials -> %s", path, count, output_path)

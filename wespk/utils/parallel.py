@@ -6,8 +6,12 @@ without the start-up of torch or of worker processes.
 """
 
 import os
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional
+from typing import Callable, Iterable, Iterator, Optional, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def usable_cores() -> int:
@@ -32,3 +36,33 @@ def for_row_ranges(num_rows: int, step: int, work: Callable[[int, int], None],
     with ThreadPoolExecutor(threads) as pool:
         for future in [pool.submit(work, start, min(start + step, num_rows)) for start in starts]:
             future.result()
+
+
+def ordered_map(work: Callable[[T], R], items: Iterable[T], threads: Optional[int] = None) -> Iterator[R]:
+    """``work(item)`` for each item, in the items' order, computed on ``threads`` threads (default: the
+    usable cores) a few items ahead of the consumer.
+
+    For work that spends its time in numpy or compiled code releasing the GIL
+    (parsing the pieces of a score file). ``items`` is drawn from one thread,
+    at most ``threads + 1`` items ahead of the one yielded, so memory stays that of a few items. An
+    exception raised by ``work`` is raised here, at that item's turn; items after it may already have been
+    worked on, never yielded. With one thread everything runs in the caller's thread.
+    """
+    threads = threads or usable_cores()
+    if threads <= 1:
+        for item in items:
+            yield work(item)
+        return
+    pending: deque = deque()
+    iterator = iter(items)
+    with ThreadPoolExecutor(threads) as pool:
+        try:
+            for item in iterator:
+                pending.append(pool.submit(work, item))
+                if len(pending) > threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # the consumer stopped early or an item failed: drop what is not started
+            for future in pending:
+                future.cancel()
