@@ -75,10 +75,17 @@ def test_normalize_score_files_bulk_equals_string_writer(data, tmp_path):
 
 def test_bulk_reader_parses_every_number_form(tmp_path):
     path = tmp_path / "odd.score"
-    values = ["0.12345", "-3", "1e-05", "-2.5E+3", "12345678901234567.5", ".5", "007.25", "-0.00000"]
+    # plain decimals (parsed exactly in bulk), every spelling float() takes, and the 17-digit reprs of
+    # calibrated scores (both through numpy's bytes -> float64 conversion)
+    rng = np.random.default_rng(3)
+    values = (["0.12345", "-3", "1e-05", "-2.5E+3", "12345678901234567.5", ".5", "007.25", "+1", "1.", "1_0",
+               "4.9e-324", "1e-400", "0.1000000000000000055511151231257827"]
+              + [repr(v) for v in (rng.standard_normal(500) * 10.0 ** rng.integers(-8, 8, 500)).tolist()]
+              + ["-0.00000"])
     path.write_text("".join(f"a{i} b{i} {v} {'target' if i % 2 else 'nontarget'}\n" for i, v in enumerate(values)))
     scores, targets = read_scores_and_targets(path)
-    assert scores.tolist() == [float(v) for v in values] and np.signbit(scores[-1])
+    assert np.array_equal(scores.view(np.int64), np.array([float(v) for v in values]).view(np.int64))
+    assert np.signbit(scores[-1])
     assert targets.tolist() == [bool(i % 2) for i in range(len(values))]
 
 

@@ -349,6 +349,17 @@ def byte_float_column(table: ByteTable, column: int, name: str) -> np.ndarray:
     values, parsed = parse_decimals(table, column)
     rest = np.flatnonzero(~parsed)
     if len(rest):
+        # the other spellings (exponents, 17-digit calibrated scores) through numpy's bytes -> float64,
+        # which parses each field as float() does, in one call; a field it rejects or a value that is not
+        # finite goes to the per-field path below for its error message
+        fields = field_bytes(table.buffer, table.starts[rest, column], table.lengths[rest, column])
+        try:
+            rest_values = fields.view(f"S{fields.shape[1]}").reshape(-1).astype(np.float64)
+        except ValueError:
+            rest_values = None
+        if rest_values is not None and np.isfinite(rest_values).all():
+            values[rest] = rest_values
+            return values
         texts = [table.field(int(row), column) for row in rest]
         columns = [[] for _ in range(column)] + [texts]
         values[rest] = parse_float_column(TextTable(table.path, columns, table.line_numbers[rest]), column, name)
