@@ -47,7 +47,8 @@ def test_crafted_file_is_refused_in_one_line_naming_it(tmp_path, fmt):
         load_checkpoint(str(path))
     message = str(info.value)
     assert message == (f"{path}: refusing to unpickle a global 'builtins.exec' (this file could run code); "
-                       f"pass --trust_checkpoint only if you trust its source")
+                       f"wespk never runs code from a checkpoint: if the file is yours, save its state_dict "
+                       f"(tensors only) with torch.save and give that file instead")
     assert not marker.exists()
     for reader in (load_state_dict, read_checkpoint):
         with pytest.raises(UnsafeCheckpointError, match="builtins.exec"):
@@ -56,14 +57,35 @@ def test_crafted_file_is_refused_in_one_line_naming_it(tmp_path, fmt):
 
 
 @pytest.mark.parametrize("fmt", ["zip", "legacy"])
-def test_trust_runs_the_code(tmp_path, fmt):
-    """The crafted file is effective: with trust it does run (so the refusals are real)."""
+def test_crafted_file_runs_code_when_fully_unpickled_but_never_in_wespk(tmp_path, fmt):
+    """The crafted file is effective (full unpickling, done here by the test, runs it: so the refusals are
+    real), and ``trust=True`` still refuses it: no path of wespk unpickles code."""
     marker = tmp_path / "marker"
     path = write_crafted(tmp_path / "x.pt", marker, fmt)
-    content = load_checkpoint(str(path), trust=True)
+    with pytest.raises(UnsafeCheckpointError, match="builtins.exec"):
+        load_checkpoint(str(path), trust=True)
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # what wespk never does
     assert marker.read_text() == "code ran"
-    with pytest.raises(CheckpointError, match=r"x\.pt: no state_dict found"):
-        find_state_dict(content, str(path))
+
+
+def test_trust_accepts_data_only_objects_and_nothing_else(tmp_path):
+    """Another trainer's checkpoint with its options as an argparse.Namespace and numpy scalars: refused by
+    default (naming the global), read with trust, the state_dict found under ``model``."""
+    import argparse
+
+    path = tmp_path / "other.pt"
+    weights = {"w": torch.arange(3.0)}
+    torch.save({"model": weights, "args": argparse.Namespace(lr=0.1, name="run"), "best_eer": np.float32(2.5),
+                "epoch": np.int64(7)}, path)
+    with pytest.raises(UnsafeCheckpointError, match=r"other\.pt: refusing to unpickle a global '(argparse|numpy)"):
+        load_checkpoint(str(path))
+    content = load_checkpoint(str(path), trust=True)
+    assert content["args"] == argparse.Namespace(lr=0.1, name="run")
+    assert content["best_eer"] == np.float32(2.5) and content["best_eer"].dtype == np.float32
+    assert int(content["epoch"]) == 7
+    state_dict, key = find_state_dict(content, str(path))
+    assert key == "model" and torch.equal(state_dict["w"], weights["w"])
 
 
 def test_missing_and_damaged_files(tmp_path):

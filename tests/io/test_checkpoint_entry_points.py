@@ -3,9 +3,11 @@
 The crafted file's ``__reduce__`` calls ``exec`` to write a marker file. Each
 program is run as a subprocess (all of them at once, to keep the wall time
 short); each must exit non-zero with exactly one line of stderr that names
-the file and the global it refused, no traceback, and no marker.
-``test_checkpoint.py::test_trust_runs_the_code`` shows that the crafted file
-does run code when it is trusted, so the absence of the marker means something.
+the file and the global it refused, no traceback, and no marker, with
+``--trust_checkpoint`` as without it.
+``test_checkpoint.py::test_crafted_file_runs_code_when_fully_unpickled_but_never_in_wespk``
+shows that the crafted file does run code when fully unpickled, so the absence
+of the marker means something.
 """
 
 import json
@@ -109,7 +111,15 @@ def cases(base: Path):
         return [sys.executable, "-m", "wespk.bin.train", "--config", train_config(work), "--device", "cpu",
                 "--checkpoint", crafted], crafted
 
+    def trusted(make_command, flag):
+        def make(work, marker):
+            command, crafted = make_command(work, marker)
+            return command + [flag], crafted
+        return make
+
     case("wespk_embed", embed)
+    case("wespk_embed_trusted", trusted(embed, "--trust-checkpoint"))
+    case("extract_trusted", trusted(extract, "--trust_checkpoint"))
     case("extract", extract)
     case("extract_two_jobs", extract_two_jobs)
     case("export_onnx", export("export_onnx", "onnx"))
@@ -137,7 +147,7 @@ def runs(tmp_path_factory):
     return results
 
 
-@pytest.mark.parametrize("name", ["wespk_embed", "extract", "extract_two_jobs", "export_onnx", "export_jit", "average_model",
+@pytest.mark.parametrize("name", ["wespk_embed", "wespk_embed_trusted", "extract", "extract_trusted", "extract_two_jobs", "export_onnx", "export_jit", "average_model",
                                   "checkpoint_tool_analyze", "train_model_init", "train_resume"])
 def test_crafted_checkpoint_is_refused(runs, name):
     returncode, err, crafted, marker = runs[name]
@@ -146,7 +156,9 @@ def test_crafted_checkpoint_is_refused(runs, name):
     refusals = [line for line in err.splitlines() if "refusing to unpickle" in line]
     assert len(refusals) == 1, err
     assert refusals[0].endswith(f"{crafted}: refusing to unpickle a global 'builtins.exec' (this file could run "
-                                f"code); pass --trust_checkpoint only if you trust its source"), refusals[0]
+                                f"code); wespk never runs code from a checkpoint: if the file is yours, save "
+                                f"its state_dict (tensors only) with torch.save and give that file instead"), \
+        refusals[0]
     assert not marker.exists(), f"{name}: the crafted checkpoint ran code"
     if name.startswith("export"):
         assert not list(crafted.parent.parent.glob("final.*")), "an export was written"

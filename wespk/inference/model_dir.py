@@ -107,8 +107,8 @@ def load_speaker_model(model_dir: str, checkpoint: Optional[str] = None,
     """Build the encoder of a model dir, load its weights, return ``(model.eval(), config)``.
 
     The classification head (``projection.*`` keys) is not needed for
-    embeddings and is ignored. ``trust_checkpoint`` reads the model file
-    by full unpickling (it may run code; see :mod:`wespk.io.checkpoint`).
+    embeddings and is ignored. ``trust_checkpoint`` also accepts the
+    data-only objects of :data:`wespk.io.checkpoint.TRUSTED_DATA_GLOBALS` (never code).
     """
     from wespk.io.checkpoint import load_model_weights
     config = load_model_config(model_dir)

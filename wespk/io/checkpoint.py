@@ -5,10 +5,12 @@ calls ``torch.load(..., weights_only=True)``: the file may hold tensors,
 numbers, strings, ``None`` and plain containers, nothing that unpickling
 could turn into a function call. A file that needs more (a class with a
 ``__reduce__``, an arbitrary global) is refused with :class:`UnsafeCheckpointError`,
-a one-line message naming the file and the global. ``trust=True`` (the
-``--trust_checkpoint`` flag of the programs) loads with
-full unpickling, which runs whatever code the file carries: only for
-files whose source is trusted.
+a one-line message naming the file and the global. Nothing ever loads a
+checkpoint by full unpickling. ``trust=True`` (the ``--trust_checkpoint``
+flag of the programs) also accepts the data-only objects that other
+trainers keep beside the weights (:data:`TRUSTED_DATA_GLOBALS`: the run's
+``argparse.Namespace``, numpy scalars and dtypes); rebuilding them sets
+attributes or reads bytes, and any other global is still refused.
 
 Checkpoints saved by older wespk versions hold numpy's RNG state as a numpy
 array; the three numpy globals that rebuilding a plain array needs are
@@ -21,6 +23,7 @@ the state_dict itself (WeSpeaker's model files); otherwise the first of
 WeSpeaker training checkpoints, ``state_dict`` for Lightning ...).
 """
 
+import argparse
 import io
 import logging
 import os
@@ -42,7 +45,8 @@ logger = logging.getLogger(__name__)
 #: tried in this order: wespk and WeSpeaker, Lightning, other trainers, resemblyzer.
 STATE_DICT_CONTAINER_KEYS = ("model", "state_dict", "model_state", "model_state_dict", "module")
 
-TRUST_HINT = "pass --trust_checkpoint only if you trust its source"
+TRUST_HINT = ("wespk never runs code from a checkpoint: if the file is yours, save its state_dict "
+              "(tensors only) with torch.save and give that file instead")
 
 
 class CheckpointError(ValueError):
@@ -64,6 +68,20 @@ def _numpy_array_globals() -> List[Tuple[Any, str]]:
 
 #: Names of the globals allowed besides torch's defaults (old wespk checkpoints' numpy RNG state).
 NUMPY_ARRAY_GLOBALS = tuple(name for _, name in _numpy_array_globals())
+
+
+def _trusted_data_globals() -> List[Tuple[Any, str]]:
+    """The data-only objects ``trust=True`` accepts as well: an ``argparse.Namespace`` of the run's options,
+    numpy scalars (numpy's ``scalar`` rebuilds one from a dtype and its bytes) and the numeric dtypes."""
+    scalar = np.float64(0).__reduce__()[0]
+    dtypes = {type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                                          np.uint32, np.uint64, np.float16, np.float32, np.float64)}
+    return ([(argparse.Namespace, "argparse.Namespace"), (scalar, "numpy.core.multiarray.scalar"),
+             (scalar, "numpy._core.multiarray.scalar")]
+            + [(d, f"numpy.dtypes.{d.__name__}") for d in sorted(dtypes, key=lambda d: d.__name__)])
+
+
+TRUSTED_DATA_GLOBALS = tuple(name for _, name in _trusted_data_globals())
 
 _GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
 _STRING_OPCODES = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE",
@@ -103,8 +121,9 @@ def _pickle_globals(data: bytes) -> List[str]:
     return names
 
 
-def _unsafe_globals(path: str, error: BaseException) -> List[str]:
-    """Globals in ``path`` that made a weights-only load fail, found without unpickling."""
+def _unsafe_globals(path: str, error: BaseException, trust: bool = False) -> List[str]:
+    """Globals in ``path`` that made a weights-only load fail, found without unpickling (those ``trust``
+    accepts left out when it is set)."""
     try:
         if zipfile.is_zipfile(path):
             return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
@@ -112,7 +131,7 @@ def _unsafe_globals(path: str, error: BaseException) -> List[str]:
             names = _pickle_globals(f.read())
     except Exception:  # the scan only names the culprit; a failure leaves torch's name for it
         names = []
-    allowed = set(NUMPY_ARRAY_GLOBALS)
+    allowed = set(NUMPY_ARRAY_GLOBALS) | (set(TRUSTED_DATA_GLOBALS) if trust else set())
     unsafe = [n for n in dict.fromkeys(names) if n not in allowed and not _TENSOR_GLOBAL_RE.match(n)]
     found = _GLOBAL_RE.search(str(error))   # torch names the first one it met (protocols 0-2)
     return unsafe or ([found.group(1)] if found else [])
@@ -123,25 +142,22 @@ def load_checkpoint(path: str, trust: bool = False) -> Any:
 
     Raises :class:`CheckpointError` ("<path>: ...") for a missing or
     unreadable file and :class:`UnsafeCheckpointError` for one that needs
-    arbitrary unpickling (unless ``trust``: then it is loaded with
-    full unpickling, which executes what the file carries).
+    arbitrary unpickling. ``trust`` also accepts :data:`TRUSTED_DATA_GLOBALS`;
+    it never enables full unpickling.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: checkpoint not found")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: not a file")
-    if trust:
-        logger.warning("%s: loading by full unpickling (--trust_checkpoint): the file may run code", path)
+    allowed = _numpy_array_globals() + (_trusted_data_globals() if trust else [])
     try:
-        if trust:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        with torch.serialization.safe_globals(_numpy_array_globals()), warnings.catch_warnings():
+        with torch.serialization.safe_globals(allowed), warnings.catch_warnings():
             # torch notes a pickle protocol it did not write; a refusal below says what matters
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        unsafe = _unsafe_globals(path, e) if not trust and "Weights only load failed" in str(e) else []
+        unsafe = _unsafe_globals(path, e, trust) if "Weights only load failed" in str(e) else []
         if unsafe:
             raise UnsafeCheckpointError(f"{path}: refusing to unpickle a global '{unsafe[0]}' (this file could "
                                         f"run code); {TRUST_HINT}") from None

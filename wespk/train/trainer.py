@@ -184,7 +184,7 @@ class Trainer:
         from wespk.models import get_speaker_model
 
         self.config = config
-        self.trust_checkpoint = trust_checkpoint  # full unpickling for model_init and resume (runs code)
+        self.trust_checkpoint = trust_checkpoint  # also accept data-only globals (never code)
         self.validation = validation
         self.dist = dist_info
         self.device = dist_info.device

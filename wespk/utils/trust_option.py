@@ -14,6 +14,6 @@ def add_trust_checkpoint_option(parser: argparse.ArgumentParser, what: str = "th
     ``what`` names the files it applies to in the help text.
     """
     parser.add_argument(*(names or ("--trust_checkpoint",)), dest="trust_checkpoint", action="store_true",
-                        help=f"DANGEROUS: read {what} by full unpickling, which runs any code hidden in it; "
-                             f"only for files from a source you trust (by default checkpoints are read as "
-                             f"weights only, and a file that needs more is refused)")
+                        help=f"also accept in {what} the data-only objects other trainers store beside the "
+                             f"weights (an argparse.Namespace of options, numpy scalars); checkpoints are "
+                             f"always read as weights only and never run code, with or without this flag")
