@@ -134,8 +134,7 @@ def iter_line_pieces(path: PathLike, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> 
 
 
 def iter_table_pieces(path: PathLike, allowed_widths: Sequence[int], what: str,
-                      chunk_bytes: int = DEFAULT_CHUNK_BYTES, transform: Optional[Callable] = None,
-                      threads: Optional[int] = None) -> Iterator:
+                      chunk_bytes: int = DEFAULT_CHUNK_BYTES, transform: Optional[Callable] = None) -> Iterator:
     """The pieces of :func:`iter_text_table`, each as a :class:`~wespk.io.byte_table.ByteTable` when it is
     plain ASCII with the file's layout (no Python object per field), else as a :class:`TextTable`.
 
@@ -145,8 +144,8 @@ def iter_table_pieces(path: PathLike, allowed_widths: Sequence[int], what: str,
     (for the checks that only the string path makes, and their error messages).
 
     With ``transform``, ``transform(piece)`` is yielded instead. After the first piece (which fixes the
-    layout), the pieces are parsed and transformed on ``threads`` threads (default: the usable cores;
-    :func:`~wespk.utils.parallel.ordered_map`), in file order; an error is raised at its piece's turn, so
+    layout), the pieces are parsed and transformed on the usable cores
+    (:func:`~wespk.utils.parallel.ordered_map`), in file order; an error is raised at its piece's turn, so
     a caller writing as it goes has written exactly the pieces before it.
     """
     pieces = iter_line_pieces(path, chunk_bytes)
@@ -173,7 +172,7 @@ def iter_table_pieces(path: PathLike, allowed_widths: Sequence[int], what: str,
         table = parse(item)
         return None if table is None else finish(table)
 
-    for result in ordered_map(work, pieces, threads):
+    for result in ordered_map(work, pieces):
         if result is not None:
             yield result
 

@@ -9,7 +9,6 @@ a time, all trials are scored at once by gathering rows in chunks.
 """
 
 import functools
-import threading
 import logging
 import os
 from dataclasses import dataclass
@@ -257,18 +256,11 @@ def score_trial_file(trials_path: PathLike, output_path: PathLike, embeddings: E
     for several lists; ``mean_vec`` and ``length_norm`` are then not used).
     Returns the number of trials.
     """
-    prepared = [unit]
-    lock = threading.Lock()
-
-    def unit_matrix() -> np.ndarray:
-        with lock:  # once, for every row, when the first piece has been read: each piece then gathers rows
-            if prepared[0] is None:
-                prepared[0] = unit_rows(embeddings.matrix, mean_vec, length_norm)
-            return prepared[0]
+    if unit is None:  # once, for every row: each piece then only gathers rows
+        unit = unit_rows(embeddings.matrix, mean_vec, length_norm)
 
     def score_piece(piece) -> Tuple[bytes, int]:
         """The output lines of one piece of the list and its number of trials (run on the usable cores)."""
-        unit = unit_matrix()
         if isinstance(piece, ByteTable) and decimals is not None and embeddings.key_index.usable:
             rows = byte_trial_rows(piece, embeddings.key_index)
             labelled = piece.num_columns == 3

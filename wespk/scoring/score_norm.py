@@ -396,23 +396,23 @@ def normalize_score_files(input_paths: Sequence[PathLike], output_paths: Sequenc
         preload.kernel_loaded()
     mean, std, magnitude = used_row_statistics(embeddings, np.flatnonzero(mask), cohort, top_n, chunk_rows,
                                                progress, device, None if preload is None else preload.bf16_ready)
-    def normed_lines(piece: ScorePiece) -> bytes:
-        """The output lines of one piece (formatted on the usable cores, written in order)."""
+    def normed_lines(piece: ScorePiece) -> Tuple[bytes, int]:
+        """The output lines of one piece and its number of trials (formatted on the usable cores)."""
         e, t = piece.enroll_rows, piece.test_rows
         normed = normalize_scores(piece.scores, e, t, mean, std)
         if isinstance(piece.lines, ByteTable):
             label = [3] if piece.has_labels else []
             return byte_score_lines(piece.lines, [0, 1, (normed, 5), *label, (magnitude[e], 4),
-                                                  (magnitude[t], 4), (mean[e], 4), (mean[t], 4)])
+                                                  (magnitude[t], 4), (mean[e], 4), (mean[t], 4)]), len(piece)
         table = piece.lines
         return "".join(score_norm_lines(table.enroll, table.test, normed, table.labels, magnitude[e],
-                                        magnitude[t], mean[e], mean[t])).encode()
+                                        magnitude[t], mean[e], mean[t])).encode(), len(piece)
 
     for path, output_path in zip(input_paths, output_paths):
         count = 0
         with atomic_output(output_path, "wb") as f:
             source = kept.get(str(path), []) if keep else pieces(path)
-            for piece, lines in ordered_map(lambda piece: (piece, normed_lines(piece)), source):
+            for lines, num in ordered_map(normed_lines, source):
                 f.write(lines)
-                count += len(piece)
+                count += num
         logger.info("%s: %d trials -> %s", path, count, output_path)

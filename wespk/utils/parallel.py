@@ -43,8 +43,8 @@ def ordered_map(work: Callable[[T], R], items: Iterable[T], threads: Optional[in
     usable cores) a few items ahead of the consumer.
 
     For work that spends its time in numpy or compiled code releasing the GIL
-    (parsing the pieces of a score file). ``items`` is drawn from one thread,
-    at most ``threads + 1`` items ahead of the one yielded, so memory stays that of a few items. An
+    (parsing the pieces of a score file). ``items`` is drawn in the caller's thread, never more than
+    ``threads`` items beyond those yielded, so memory stays that of a few items. An
     exception raised by ``work`` is raised here, at that item's turn; items after it may already have been
     worked on, never yielded. With one thread everything runs in the caller's thread.
     """
@@ -54,10 +54,9 @@ def ordered_map(work: Callable[[T], R], items: Iterable[T], threads: Optional[in
             yield work(item)
         return
     pending: deque = deque()
-    iterator = iter(items)
     with ThreadPoolExecutor(threads) as pool:
         try:
-            for item in iterator:
+            for item in items:
                 pending.append(pool.submit(work, item))
                 if len(pending) > threads:
                     yield pending.popleft().result()
